@@ -1,0 +1,351 @@
+//! Multi-producer multi-consumer ring of fixed-size `Pod` messages.
+//!
+//! Dmitry Vyukov's bounded MPMC queue
+//! (<https://www.1024cores.net/home/lock-free-algorithms/queues/bounded-mpmc-queue>):
+//! every slot carries a sequence word; producers claim a position with a CAS
+//! on `write_pos` when the slot's sequence equals the position, write, and
+//! store `pos + 1`; consumers claim with a CAS on `read_pos` when the
+//! sequence equals `pos + 1`, read, and store `pos + capacity`.
+//!
+//! A producer that dies between its claim and its commit would wedge every
+//! consumer at that slot. So each producer records `pos + 1` in its
+//! registry entry (`claim`) before its CAS; a consumer stuck at a claimed,
+//! uncommitted slot can ask for the [`Stall`], the transport checks whether
+//! every claimant is dead (it owns the liveness locks), and
+//! [`MpmcConsumer::skip_stalled`] marks the slot skipped (sequence
+//! `pos + 1` with [`SKIPPED`] set). Consumers pass over a skipped slot and
+//! count it in the header, as Aeron's unblocker does.
+
+use crate::error::{Corruption, LayoutError};
+use crate::layout::{Flavor, REGISTRY_ENTRIES};
+use crate::region::Region;
+use crate::spsc::expect_for;
+use crate::sync::Ordering;
+use crate::wait::{self, WaitStrategy, Waker};
+use bytemuck::Pod;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+/// Sequence bit marking a slot skipped because its claimer died.
+pub const SKIPPED: u64 = 1 << 63;
+
+/// Registry role value of an MPMC producer.
+pub const ROLE_PRODUCER: u32 = 1;
+/// Registry role value of an MPMC consumer.
+pub const ROLE_CONSUMER: u32 = 2;
+
+/// The producing half of an MPMC ring; any number may exist.
+pub struct MpmcProducer<T> {
+    region: Region,
+    mask: u64,
+    entry: Option<usize>,
+    waker: Waker,
+    _msg: PhantomData<fn(T) -> T>,
+}
+
+impl<T> std::fmt::Debug for MpmcProducer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MpmcProducer").field("entry", &self.entry).finish_non_exhaustive()
+    }
+}
+
+impl<T: Pod> MpmcProducer<T> {
+    /// A producer on `region`. `entry` is the registry entry this handle
+    /// owns (the transport locks it), used to record claims so that a
+    /// consumer can unwedge the ring if this process dies mid-write; `None`
+    /// in one process, where nobody dies alone.
+    ///
+    /// # Errors
+    /// [`LayoutError`] if the region is not an MPMC ring of `T`.
+    pub fn attach(region: Region, entry: Option<usize>) -> Result<Self, LayoutError> {
+        expect_for::<T>(Flavor::Mpmc, None).check(region.params())?;
+        if let Some(e) = entry.and_then(|i| region.registry(i)) {
+            // Relaxed: the transport took this entry under its lock.
+            e.claim.store(0, Ordering::Relaxed);
+            e.role.store(ROLE_PRODUCER, Ordering::Relaxed);
+        }
+        let mask = region.capacity() - 1;
+        let waker = Waker::new(&region.wait_line().data);
+        Ok(Self { region, mask, entry: entry.filter(|&i| i < REGISTRY_ENTRIES), waker, _msg: PhantomData })
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        (self.mask + 1) as usize
+    }
+
+    /// The region this handle works on.
+    pub fn region(&self) -> &Region {
+        &self.region
+    }
+
+    /// Pushes `value` if there is room.
+    ///
+    /// # Errors
+    /// [`Corruption`] if a sequence word is impossible.
+    pub fn try_push(&mut self, value: &T) -> Result<bool, Corruption> {
+        let line = self.region.producer_line();
+        let claim = self.entry.and_then(|i| self.region.registry(i)).map(|e| &e.claim);
+        // Relaxed: a hint; the CAS below decides.
+        let mut pos = line.write_pos.load(Ordering::Relaxed);
+        let slot = loop {
+            let slot = (pos & self.mask) as usize;
+            // Acquire: pairs with the consumer's Release store of `pos` (as
+            // `old + capacity`) in `try_pop`: its read of the slot is done.
+            let seq = self.region.slot_seq(slot).load(Ordering::Acquire);
+            match seq.wrapping_sub(pos) as i64 {
+                0 => {
+                    if let Some(claim) = claim {
+                        // Relaxed: published by the AcqRel CAS below to a
+                        // consumer that acquires write_pos in `stall`.
+                        claim.store(pos.wrapping_add(1), Ordering::Relaxed);
+                    }
+                    // AcqRel on success: releases the claim record above;
+                    // Relaxed on failure: we only retry.
+                    match line.write_pos.compare_exchange_weak(
+                        pos,
+                        pos.wrapping_add(1),
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => break slot,
+                        Err(current) => pos = current,
+                    }
+                }
+                diff if diff < 0 => {
+                    // The slot still holds the previous lap: full.
+                    if let Some(claim) = claim {
+                        claim.store(0, Ordering::Relaxed);
+                    }
+                    return Ok(false);
+                }
+                _ => {
+                    // Another producer took `pos`; its CAS happened before
+                    // the sequence we acquired, so write_pos must have moved.
+                    let current = line.write_pos.load(Ordering::Relaxed);
+                    if current == pos {
+                        return Err(Corruption::Sequence { pos, found: seq });
+                    }
+                    pos = current;
+                }
+            }
+        };
+        {
+            let _access = self.region.tracker().write(self.region.payload_offset_of(slot), size_of::<T>());
+            // SAFETY: `slot` is masked below the capacity; we own position
+            // `pos` (won the CAS) and the sequence said consumers are done
+            // with the slot; T is Pod.
+            unsafe { std::ptr::write_unaligned(self.region.slot_payload(slot) as *mut T, *value) };
+        }
+        // Release: pairs with the Acquire load of the sequence in
+        // `MpmcConsumer::try_pop`: the payload is visible first.
+        self.region.slot_seq(slot).store(pos.wrapping_add(1), Ordering::Release);
+        if let Some(claim) = claim {
+            // Relaxed: only read after a stall was seen, which this commit ends.
+            claim.store(0, Ordering::Relaxed);
+        }
+        self.waker.notify(&self.region.wait_line().data);
+        Ok(true)
+    }
+
+    /// Pushes `value`, waiting per `strategy` while the ring is full; see
+    /// [`crate::SpscProducer::push_blocking`] for `check`.
+    ///
+    /// # Errors
+    /// What `check` returns, [`Corruption`], or a futex error.
+    pub fn push_blocking<E>(
+        &mut self,
+        value: &T,
+        strategy: WaitStrategy,
+        check: impl FnMut() -> Result<Duration, E>,
+    ) -> Result<(), E>
+    where
+        E: From<Corruption> + From<std::io::Error>,
+    {
+        if self.try_push(value)? {
+            return Ok(());
+        }
+        let region = self.region.clone();
+        wait::block(strategy, &region.wait_line().space, false, || Ok(self.try_push(value)?.then_some(())), check)
+    }
+
+    /// Announces that this handle may sleep on the futex.
+    pub fn set_strategy(&self, strategy: WaitStrategy) {
+        wait::announce_parker(&self.region.wait_line().space, strategy);
+    }
+}
+
+/// A claimed, uncommitted slot holding up every consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stall {
+    /// The stuck position.
+    pub pos: u64,
+    /// Registry entries whose producer claims it (bit i = entry i).
+    pub claimants: u32,
+}
+
+/// The consuming half of an MPMC ring; any number may exist.
+pub struct MpmcConsumer<T> {
+    region: Region,
+    mask: u64,
+    waker: Waker,
+    _msg: PhantomData<fn(T) -> T>,
+}
+
+impl<T> std::fmt::Debug for MpmcConsumer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MpmcConsumer").finish_non_exhaustive()
+    }
+}
+
+impl<T: Pod> MpmcConsumer<T> {
+    /// A consumer on `region`.
+    ///
+    /// # Errors
+    /// [`LayoutError`] if the region is not an MPMC ring of `T`.
+    pub fn attach(region: Region) -> Result<Self, LayoutError> {
+        expect_for::<T>(Flavor::Mpmc, None).check(region.params())?;
+        let mask = region.capacity() - 1;
+        let waker = Waker::new(&region.wait_line().space);
+        Ok(Self { region, mask, waker, _msg: PhantomData })
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        (self.mask + 1) as usize
+    }
+
+    /// The region this handle works on.
+    pub fn region(&self) -> &Region {
+        &self.region
+    }
+
+    /// Pops the oldest available message, copying it out. Skipped slots are
+    /// passed over (and counted in the header).
+    ///
+    /// # Errors
+    /// [`Corruption`] if a sequence word is impossible.
+    pub fn try_pop(&mut self) -> Result<Option<T>, Corruption> {
+        let line = self.region.consumer_line();
+        let capacity = self.mask + 1;
+        // Relaxed: a hint; the CAS below decides.
+        let mut pos = line.read_pos.load(Ordering::Relaxed);
+        loop {
+            let slot = (pos & self.mask) as usize;
+            // Acquire: pairs with the producer's Release store of `pos + 1`.
+            let seq = self.region.slot_seq(slot).load(Ordering::Acquire);
+            let ready = pos.wrapping_add(1);
+            let skipped = seq == ready | SKIPPED;
+            if seq == ready || skipped {
+                // Relaxed: the slot's sequence, not read_pos, carries the data.
+                match line.read_pos.compare_exchange_weak(pos, ready, Ordering::Relaxed, Ordering::Relaxed) {
+                    Ok(_) => {}
+                    Err(current) => {
+                        pos = current;
+                        continue;
+                    }
+                }
+                let value = (!skipped).then(|| {
+                    let _access = self.region.tracker().read(self.region.payload_offset_of(slot), size_of::<T>());
+                    // SAFETY: `slot` is masked below the capacity; we own
+                    // position `pos` (won the CAS) and its sequence said
+                    // committed; T is Pod, so any bytes are a valid T.
+                    unsafe { std::ptr::read_unaligned(self.region.slot_payload(slot) as *const T) }
+                });
+                // Release: pairs with the producer's Acquire load of the
+                // sequence in `try_push`: our read is done before reuse.
+                self.region.slot_seq(slot).store(pos.wrapping_add(capacity), Ordering::Release);
+                self.waker.notify(&self.region.wait_line().space);
+                match value {
+                    Some(v) => return Ok(Some(v)),
+                    None => {
+                        // Relaxed: a statistic.
+                        self.region.header().skipped.fetch_add(1, Ordering::Relaxed);
+                        pos = ready;
+                        continue;
+                    }
+                }
+            }
+            if (seq.wrapping_sub(ready) as i64) < 0 {
+                return Ok(None);
+            }
+            // Another consumer took `pos` (its CAS precedes the sequence we
+            // acquired), so read_pos must have moved.
+            let current = line.read_pos.load(Ordering::Relaxed);
+            if current == pos {
+                return Err(Corruption::Sequence { pos, found: seq });
+            }
+            pos = current;
+        }
+    }
+
+    /// Pops a message, waiting per `strategy` while the ring is empty; see
+    /// [`crate::SpscProducer::push_blocking`] for `check`.
+    ///
+    /// # Errors
+    /// What `check` returns, [`Corruption`], or a futex error.
+    pub fn pop_blocking<E>(
+        &mut self,
+        strategy: WaitStrategy,
+        check: impl FnMut() -> Result<Duration, E>,
+    ) -> Result<T, E>
+    where
+        E: From<Corruption> + From<std::io::Error>,
+    {
+        if let Some(v) = self.try_pop()? {
+            return Ok(v);
+        }
+        let region = self.region.clone();
+        wait::block(strategy, &region.wait_line().data, false, || Ok(self.try_pop()?), check)
+    }
+
+    /// Announces that this handle may sleep on the futex.
+    pub fn set_strategy(&self, strategy: WaitStrategy) {
+        wait::announce_parker(&self.region.wait_line().data, strategy);
+    }
+
+    /// The slot every consumer is waiting on, if a producer claimed it and
+    /// has not committed it.
+    pub fn stall(&self) -> Option<Stall> {
+        // Relaxed: a stale `pos` finds a sequence that moved past `pos`, and
+        // `skip_stalled` re-checks with a CAS anyway.
+        let pos = self.region.consumer_line().read_pos.load(Ordering::Relaxed);
+        // Acquire: as in `try_pop`.
+        let seq = self.region.slot_seq((pos & self.mask) as usize).load(Ordering::Acquire);
+        // Acquire: pairs with the claimer's AcqRel CAS, so its `claim` store
+        // is visible below.
+        let write = self.region.producer_line().write_pos.load(Ordering::Acquire);
+        if seq != pos || write.wrapping_sub(pos).wrapping_sub(1) > self.mask {
+            return None;
+        }
+        let claimants = (0..REGISTRY_ENTRIES)
+            .filter_map(|i| self.region.registry(i).map(|e| (i, e)))
+            // Relaxed: ordered by the Acquire load of write_pos above.
+            .filter(|(_, e)| {
+                e.role.load(Ordering::Relaxed) == ROLE_PRODUCER
+                    && e.claim.load(Ordering::Relaxed) == pos.wrapping_add(1)
+            })
+            .fold(0u32, |bits, (i, _)| bits | (1 << i));
+        Some(Stall { pos, claimants })
+    }
+
+    /// Marks the stalled slot skipped. Call only once every claimant of
+    /// `stall` is known dead. Returns false if the slot moved on meanwhile.
+    pub fn skip_stalled(&self, stall: &Stall) -> bool {
+        let seq = self.region.slot_seq((stall.pos & self.mask) as usize);
+        // AcqRel: like a commit (Release, pairs with the consumers' Acquire
+        // sequence load) that also observes the state it replaces.
+        seq.compare_exchange(stall.pos, stall.pos.wrapping_add(1) | SKIPPED, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Messages waiting, as seen now (never more than the capacity).
+    pub fn len(&self) -> usize {
+        self.region.len() as usize
+    }
+
+    /// True if [`len`](Self::len) is zero.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
