@@ -1,1 +1,54 @@
-//! placeholder
+//! The two-process comparison bench of shmlane: round trip and streaming
+//! between two pinned processes over shmlane and over pipes, Unix stream
+//! sockets and TCP loopback, each blocking and spinning, next to the limits
+//! of the machine measured in the same run (core-to-core cache-line round
+//! trip, one-core `memcpy`, a minimal cross-core copy ring).
+//!
+//! The rules it follows are in `BENCHMARKING.md`: real processes, pinned and
+//! checked; warm-up, then a fixed window; `hdrhistogram` percentiles, never
+//! averages; every streamed message checked (a fast wrong transport fails);
+//! a core-to-core probe right before and after every measurement.
+//!
+//! To add a transport, implement [`Transport`] (state created before `fork`),
+//! [`Prepared`] (each process's copy becomes an endpoint) and [`Endpoint`]
+//! (send and receive whole fixed-size messages), and return it from
+//! [`transports`].
+
+mod chart;
+mod error;
+mod harness;
+mod limits;
+mod process;
+mod report;
+mod run;
+mod sys;
+mod transports;
+
+pub use chart::write_chart;
+pub use error::{BenchError, Result};
+pub use harness::{
+    Endpoint, Kind, Mode, Prepared, Role, RttResult, SideStats, StreamResult, Transport, Window, check_message,
+    fill_message, new_histogram, run_rtt, run_stream,
+};
+pub use limits::{C2cWindow, CrossCoreCopy, MemcpyResult, core_to_core, memcpy};
+pub use report::{Record, compute_ratios, fmt_ns, fmt_rate, json_lines, pipe_baseline, render_table};
+pub use run::{BenchConfig, MAX_SIZE, Outcome, Plan, PlanItem, Timing, plan, run};
+pub use sys::{CpuPair, SharedMem, Usage, choose_cpus, pin_to};
+pub use transports::FdTransport;
+
+/// Every transport the bench knows, in table order. The limits
+/// `core-to-core` and `memcpy` are not transports; they always run.
+pub fn transports() -> Vec<Box<dyn Transport>> {
+    let mut all: Vec<Box<dyn Transport>> = Vec::new();
+    for t in FdTransport::all() {
+        all.push(Box::new(t));
+    }
+    // shmlane transports plug in here: push one `Box<dyn Transport>` per
+    // variant (e.g. "shmlane-spin", "shmlane-park"), with `Kind::Spinning` or
+    // `Kind::Blocking` so each is compared with the pipe of its kind.
+    all.push(Box::new(CrossCoreCopy));
+    all
+}
+
+/// Names of the limits that are measured in every run (not in [`transports`]).
+pub const LIMITS: [&str; 2] = ["core-to-core", "memcpy"];

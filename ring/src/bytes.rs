@@ -90,6 +90,7 @@ impl ByteProducer {
         // Acquire: pairs with the consumer's Release store of read_pos.
         let read = region.consumer_line().read_pos.load(Ordering::Acquire);
         crate::spsc::check_positions(write, read, capacity)?;
+        check_aligned(write, read, capacity)?;
         let waker = Waker::new(&region.wait_line().data);
         Ok(Self { region, write_pos: write, cached_read_pos: read, capacity, waker })
     }
@@ -111,6 +112,11 @@ impl ByteProducer {
 
     /// Finds room for a record of `len` bytes, writing the padding record
     /// if one is needed (unpublished until commit). `None` if full now.
+    ///
+    /// A record that together with its padding is larger than the ring could
+    /// never fit at this offset: then the padding is published alone as soon
+    /// as the tail is free, and the record fits at offset 0 once the consumer
+    /// has passed it.
     fn try_prepare(&mut self, len: usize) -> Result<Option<Reservation>, ReserveError> {
         let max = self.max_record_len();
         if len > max {
@@ -127,7 +133,11 @@ impl ByteProducer {
             let read = self.region.consumer_line().read_pos.load(Ordering::Acquire);
             crate::spsc::check_positions(self.write_pos, read, self.capacity)?;
             self.cached_read_pos = read;
-            if self.capacity - self.write_pos.wrapping_sub(read) < total {
+            let free = self.capacity - self.write_pos.wrapping_sub(read);
+            if free < total {
+                if total > self.capacity && free >= pad {
+                    self.publish_padding(offset as usize, pad);
+                }
                 return Ok(None);
             }
         }
@@ -136,6 +146,16 @@ impl ByteProducer {
         }
         let offset = if pad > 0 { 0 } else { offset as usize };
         Ok(Some(Reservation { offset, len, pad }))
+    }
+
+    /// Publishes a padding record of `pad` bytes at `offset` on its own.
+    fn publish_padding(&mut self, offset: usize, pad: u64) {
+        self.write_header(offset, pad - RECORD_HEADER as u64, FLAG_PAD);
+        self.write_pos = self.write_pos.wrapping_add(pad);
+        // Release: pairs with the Acquire load of write_pos in
+        // `ByteConsumer::try_next`: the padding header is visible first.
+        self.region.producer_line().write_pos.store(self.write_pos, Ordering::Release);
+        self.waker.notify(&self.region.wait_line().data);
     }
 
     fn write_header(&self, offset: usize, len: u64, flags: u32) {
@@ -179,7 +199,7 @@ impl ByteProducer {
             Some(r) => r,
             None => {
                 let region = self.region.clone();
-                wait::block(strategy, &region.wait_line().space, true, || Ok(self.try_prepare(len)?), check)?
+                wait::block(strategy, &region.wait_line().space, || Ok(self.try_prepare(len)?), check)?
             }
         };
         Ok(self.grant(reservation))
@@ -203,6 +223,12 @@ impl ByteProducer {
     /// Announces that this handle may sleep on the futex.
     pub fn set_strategy(&self, strategy: WaitStrategy) {
         wait::announce_parker(&self.region.wait_line().space, strategy);
+    }
+
+    /// Wakes the peer if it sleeps on the futex. Handles call it when they
+    /// leave, so a parked peer notices at once.
+    pub fn wake_peer(&self) {
+        wait::ring(&self.region.wait_line().data);
     }
 }
 
@@ -315,6 +341,7 @@ impl ByteConsumer {
         // Acquire: pairs with the producer's Release store in `commit_len`.
         let write = region.producer_line().write_pos.load(Ordering::Acquire);
         crate::spsc::check_positions(write, read, capacity)?;
+        check_aligned(write, read, capacity)?;
         let waker = Waker::new(&region.wait_line().space);
         Ok(Self { region, read_pos: read, cached_write_pos: read, capacity, waker })
     }
@@ -362,7 +389,9 @@ impl ByteConsumer {
             let total = RECORD_HEADER as u64 + padded(len);
             match flags {
                 FLAG_PAD if total == to_end && to_end <= avail => {
-                    self.read_pos = pos.wrapping_add(to_end);
+                    // Released at once: a producer may have published this
+                    // padding alone and be waiting for us to pass it.
+                    self.release_to(pos.wrapping_add(to_end));
                 }
                 0 if total <= room => {
                     return Ok(Some(Record {
@@ -418,7 +447,7 @@ impl ByteConsumer {
             Some(r) => r,
             None => {
                 let region = self.region.clone();
-                wait::block(strategy, &region.wait_line().data, true, || Ok(self.try_next()?), check)?
+                wait::block(strategy, &region.wait_line().data, || Ok(self.try_next()?), check)?
             }
         };
         Ok(self.guard(record))
@@ -427,6 +456,12 @@ impl ByteConsumer {
     /// Announces that this handle may sleep on the futex.
     pub fn set_strategy(&self, strategy: WaitStrategy) {
         wait::announce_parker(&self.region.wait_line().data, strategy);
+    }
+
+    /// Wakes the peer if it sleeps on the futex. Handles call it when they
+    /// leave, so a parked peer notices at once.
+    pub fn wake_peer(&self) {
+        wait::ring(&self.region.wait_line().space);
     }
 
     /// Bytes committed and not yet read, as seen now (at most the capacity).
@@ -474,6 +509,12 @@ impl Drop for ReadGuard<'_> {
         }
         self.consumer.release_to(self.record.end);
     }
+}
+
+/// Records start on 8-byte boundaries; a position that does not is
+/// corruption (it would put a header across the end of the ring).
+fn check_aligned(write: u64, read: u64, capacity: u64) -> Result<(), Corruption> {
+    if (write | read) % 8 == 0 { Ok(()) } else { Err(Corruption::Positions { write, read, capacity }) }
 }
 
 fn check_flavor(region: &Region) -> Result<(), LayoutError> {

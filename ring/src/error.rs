@@ -139,6 +139,14 @@ pub enum LayoutError {
         /// Found.
         found: u64,
     },
+    /// An MPMC registry entry cannot be used.
+    #[error("registry entry {index} {reason}")]
+    RegistryEntry {
+        /// Entry index.
+        index: usize,
+        /// Why.
+        reason: &'static str,
+    },
     /// The control lines hold positions no correct peer could have written.
     #[error("control lines are inconsistent: {0}")]
     Corrupted(#[from] Corruption),

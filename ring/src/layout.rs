@@ -50,6 +50,9 @@ pub const REGISTRY_OFFSET: usize = 1024;
 pub const REGISTRY_ENTRIES: usize = 24;
 /// Byte offset of the first slot. Slots start on their own page.
 pub const SLOTS_OFFSET: usize = 4096;
+/// Smallest MPMC capacity in slots: with one slot, Vyukov's sequence word
+/// reads the same for "full at `pos`" and "empty at `pos + 1`".
+pub const MIN_MPMC_CAPACITY: u64 = 2;
 /// Largest capacity in slots (fixed-size flavors) accepted anywhere.
 pub const MAX_CAPACITY: u64 = 1 << 32;
 /// Largest byte-ring capacity (bytes): record lengths are `u32`.
@@ -157,19 +160,23 @@ pub struct ConsumerLine {
     pub read_pos: AtomicU64,
 }
 
-/// One direction of the sleep/wake handshake. The sleeping side owns
-/// `waiting` and `parker`; the waking side writes `armed` once.
+/// One direction of the sleep/wake handshake. Sleepers own `waiting` and
+/// `parker`; wakers bump `epoch` and write `armed` once.
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct Doorbell {
-    /// The futex word: 1 while a sleeper may be in (or entering) `FUTEX_WAIT`.
-    pub(crate) waiting: crate::sync::FutexWord,
+    /// The futex word: bumped by every wake. A sleeper waits for it to move
+    /// from the value it read before announcing itself, so a wake that comes
+    /// between its re-check and its `FUTEX_WAIT` is never lost, however many
+    /// sleepers share the bell (a 0/1 flag would suffer ABA there).
+    pub(crate) epoch: crate::sync::FutexWord,
+    /// 1 while some sleeper may be in (or entering) `FUTEX_WAIT`.
+    pub(crate) waiting: AtomicU32,
     /// Set by a sleeper whose strategy may park, at attach.
     pub(crate) parker: AtomicU32,
     /// Set by the waker once every later publish of its fences and checks
     /// `waiting`; a sleeper parks on the futex only after seeing it.
     pub(crate) armed: AtomicU32,
-    reserved: AtomicU32,
 }
 
 /// Both doorbells on one line that is read after every publish but written
@@ -250,9 +257,10 @@ mod asserts {
     const_assert_eq!(offset_of!(ProducerLine, write_pos), 0);
     const_assert_eq!(offset_of!(ConsumerLine, read_pos), 0);
     const_assert_eq!(size_of::<Doorbell>(), 16);
-    const_assert_eq!(offset_of!(Doorbell, waiting), 0);
-    const_assert_eq!(offset_of!(Doorbell, parker), 4);
-    const_assert_eq!(offset_of!(Doorbell, armed), 8);
+    const_assert_eq!(offset_of!(Doorbell, epoch), 0);
+    const_assert_eq!(offset_of!(Doorbell, waiting), 4);
+    const_assert_eq!(offset_of!(Doorbell, parker), 8);
+    const_assert_eq!(offset_of!(Doorbell, armed), 12);
     const_assert_eq!(offset_of!(WaitLine, data), 0);
     const_assert_eq!(offset_of!(WaitLine, space), 16);
     const_assert_eq!(offset_of!(LivenessLine, producer_pid), 8);
@@ -285,7 +293,7 @@ pub struct Params {
 impl Params {
     /// Parameters for a fixed-size ring of `capacity` messages of
     /// `msg_size` bytes aligned to `msg_align`. The capacity is rounded up
-    /// to a power of two.
+    /// to a power of two (at least [`MIN_MPMC_CAPACITY`] for MPMC).
     ///
     /// # Errors
     /// [`LayoutError::ZeroCapacity`], [`LayoutError::CapacityTooLarge`],
@@ -294,7 +302,8 @@ impl Params {
         if flavor == Flavor::Bytes {
             return Self::bytes(capacity);
         }
-        let capacity = round_capacity(capacity, 1, MAX_CAPACITY)?;
+        let min = if flavor == Flavor::Mpmc { MIN_MPMC_CAPACITY } else { 1 };
+        let capacity = round_capacity(capacity, min, MAX_CAPACITY)?;
         let msg_size = u32::try_from(msg_size)
             .ok()
             .filter(|&s| s <= MAX_MSG_SIZE)
@@ -329,14 +338,18 @@ impl Params {
         (self.msg_align as usize).max(8)
     }
 
-    /// Bytes per slot: sequence word plus message, rounded to the alignment.
-    /// 1 for the byte ring.
+    /// Bytes per slot: sequence word plus message, rounded up so that no
+    /// slot straddles a 64-byte cache line (a power of two up to 64, a
+    /// multiple of 64 beyond). Straddling would make a message cost two line
+    /// transfers and let the producer's next write share a line the consumer
+    /// is still reading. 1 for the byte ring.
     pub fn slot_size(&self) -> u64 {
         match self.flavor {
             Flavor::Bytes => 1,
             _ => {
                 let align = u64::from(self.msg_align).max(8);
-                (self.payload_offset() as u64 + u64::from(self.msg_size)).div_ceil(align) * align
+                let raw = (self.payload_offset() as u64 + u64::from(self.msg_size)).div_ceil(align) * align;
+                if raw <= 64 { raw.next_power_of_two() } else { raw.div_ceil(64) * 64 }
             }
         }
     }
@@ -440,6 +453,11 @@ impl HeaderSnapshot {
     /// One [`LayoutError`] variant per field that is wrong, checked in
     /// field order.
     pub fn validate(&self, region_len: u64) -> Result<Params, LayoutError> {
+        // A creator that died before (or while) writing the header leaves
+        // zeroes or an unpublished header: that is "not ready", not foreign.
+        if self.state != STATE_READY && (self.magic == 0 || self.magic == MAGIC) {
+            return Err(LayoutError::NotReady { state: self.state });
+        }
         if self.magic != MAGIC {
             return Err(LayoutError::BadMagic { found: self.magic });
         }
@@ -452,7 +470,8 @@ impl HeaderSnapshot {
         }
         let (min, max) = match flavor {
             Flavor::Bytes => (MIN_BYTE_CAPACITY, MAX_BYTE_CAPACITY),
-            _ => (1, MAX_CAPACITY),
+            Flavor::Mpmc => (MIN_MPMC_CAPACITY, MAX_CAPACITY),
+            Flavor::Spsc => (1, MAX_CAPACITY),
         };
         if !self.capacity.is_power_of_two() || self.capacity < min || self.capacity > max {
             return Err(LayoutError::BadCapacity { found: self.capacity });
@@ -589,14 +608,20 @@ mod tests {
     fn slot_size_holds_sequence_word_and_message() {
         let p = Params::fixed(Flavor::Spsc, 4, 64, 8).unwrap();
         assert_eq!(p.payload_offset(), 8);
-        assert_eq!(p.slot_size(), 72);
+        assert_eq!(p.slot_size(), 128);
+        let p = Params::fixed(Flavor::Spsc, 4, 56, 8).unwrap();
+        assert_eq!(p.slot_size(), 64);
+        let p = Params::fixed(Flavor::Spsc, 4, 20, 4).unwrap();
+        assert_eq!(p.slot_size(), 32);
         let p = Params::fixed(Flavor::Spsc, 4, 1, 1).unwrap();
         assert_eq!(p.slot_size(), 16);
         let p = Params::fixed(Flavor::Spsc, 4, 0, 1).unwrap();
         assert_eq!(p.slot_size(), 8);
         let p = Params::fixed(Flavor::Spsc, 4, 24, 16).unwrap();
-        assert_eq!((p.payload_offset(), p.slot_size()), (16, 48));
-        assert_eq!(p.region_len().unwrap(), 4096 + 4 * 48);
+        assert_eq!((p.payload_offset(), p.slot_size()), (16, 64));
+        assert_eq!(p.region_len().unwrap(), 4096 + 4 * 64);
+        let p = Params::fixed(Flavor::Spsc, 4, 1000, 8).unwrap();
+        assert_eq!(p.slot_size(), 1024);
     }
 
     #[test]

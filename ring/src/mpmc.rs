@@ -59,8 +59,19 @@ impl<T: Pod> MpmcProducer<T> {
     /// [`LayoutError`] if the region is not an MPMC ring of `T`.
     pub fn attach(region: Region, entry: Option<usize>) -> Result<Self, LayoutError> {
         expect_for::<T>(Flavor::Mpmc, None).check(region.params())?;
-        if let Some(e) = entry.and_then(|i| region.registry(i)) {
-            // Relaxed: the transport took this entry under its lock.
+        if let Some(index) = entry {
+            let e = region.registry(index).ok_or(LayoutError::RegistryEntry { index, reason: "out of range" })?;
+            // Relaxed: the transport took this entry under its lock, which
+            // orders us after the previous owner (dead, or gone).
+            let stale = e.claim.load(Ordering::Relaxed);
+            // Acquire: pairs with the consumers' CAS history through the
+            // slot sequences; a stale claim below read_pos is settled.
+            let read = region.consumer_line().read_pos.load(Ordering::Acquire);
+            if stale != 0 && (read.wrapping_sub(stale) as i64) < 0 {
+                // The previous owner died holding a claim nobody has skipped
+                // yet: keep the evidence until a consumer resolves it.
+                return Err(LayoutError::RegistryEntry { index, reason: "holds an unresolved claim" });
+            }
             e.claim.store(0, Ordering::Relaxed);
             e.role.store(ROLE_PRODUCER, Ordering::Relaxed);
         }
@@ -102,12 +113,8 @@ impl<T: Pod> MpmcProducer<T> {
                     }
                     // AcqRel on success: releases the claim record above;
                     // Relaxed on failure: we only retry.
-                    match line.write_pos.compare_exchange_weak(
-                        pos,
-                        pos.wrapping_add(1),
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    ) {
+                    match line.write_pos.compare_exchange(pos, pos.wrapping_add(1), Ordering::AcqRel, Ordering::Relaxed)
+                    {
                         Ok(_) => break slot,
                         Err(current) => pos = current,
                     }
@@ -166,12 +173,18 @@ impl<T: Pod> MpmcProducer<T> {
             return Ok(());
         }
         let region = self.region.clone();
-        wait::block(strategy, &region.wait_line().space, false, || Ok(self.try_push(value)?.then_some(())), check)
+        wait::block(strategy, &region.wait_line().space, || Ok(self.try_push(value)?.then_some(())), check)
     }
 
     /// Announces that this handle may sleep on the futex.
     pub fn set_strategy(&self, strategy: WaitStrategy) {
         wait::announce_parker(&self.region.wait_line().space, strategy);
+    }
+
+    /// Wakes the peer if it sleeps on the futex. Handles call it when they
+    /// leave, so a parked peer notices at once.
+    pub fn wake_peer(&self) {
+        wait::ring(&self.region.wait_line().data);
     }
 }
 
@@ -238,7 +251,7 @@ impl<T: Pod> MpmcConsumer<T> {
             let skipped = seq == ready | SKIPPED;
             if seq == ready || skipped {
                 // Relaxed: the slot's sequence, not read_pos, carries the data.
-                match line.read_pos.compare_exchange_weak(pos, ready, Ordering::Relaxed, Ordering::Relaxed) {
+                match line.read_pos.compare_exchange(pos, ready, Ordering::Relaxed, Ordering::Relaxed) {
                     Ok(_) => {}
                     Err(current) => {
                         pos = current;
@@ -296,12 +309,18 @@ impl<T: Pod> MpmcConsumer<T> {
             return Ok(v);
         }
         let region = self.region.clone();
-        wait::block(strategy, &region.wait_line().data, false, || Ok(self.try_pop()?), check)
+        wait::block(strategy, &region.wait_line().data, || Ok(self.try_pop()?), check)
     }
 
     /// Announces that this handle may sleep on the futex.
     pub fn set_strategy(&self, strategy: WaitStrategy) {
         wait::announce_parker(&self.region.wait_line().data, strategy);
+    }
+
+    /// Wakes the peer if it sleeps on the futex. Handles call it when they
+    /// leave, so a parked peer notices at once.
+    pub fn wake_peer(&self) {
+        wait::ring(&self.region.wait_line().space);
     }
 
     /// The slot every consumer is waiting on, if a producer claimed it and
@@ -330,13 +349,29 @@ impl<T: Pod> MpmcConsumer<T> {
     }
 
     /// Marks the stalled slot skipped. Call only once every claimant of
-    /// `stall` is known dead. Returns false if the slot moved on meanwhile.
+    /// `stall` is known dead; a stall with no claimant is never skipped (a
+    /// live producer without a registry entry may own it). Returns false if
+    /// nothing was skipped (no claimant, or the slot moved on meanwhile).
     pub fn skip_stalled(&self, stall: &Stall) -> bool {
+        if stall.claimants == 0 {
+            return false;
+        }
         let seq = self.region.slot_seq((stall.pos & self.mask) as usize);
         // AcqRel: like a commit (Release, pairs with the consumers' Acquire
         // sequence load) that also observes the state it replaces.
-        seq.compare_exchange(stall.pos, stall.pos.wrapping_add(1) | SKIPPED, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
+        let skipped = seq
+            .compare_exchange(stall.pos, stall.pos.wrapping_add(1) | SKIPPED, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok();
+        if skipped {
+            for i in (0..REGISTRY_ENTRIES).filter(|i| stall.claimants & (1 << i) != 0) {
+                if let Some(e) = self.region.registry(i) {
+                    // Relaxed: the dead claimant's entry may be reused now.
+                    let _ =
+                        e.claim.compare_exchange(stall.pos.wrapping_add(1), 0, Ordering::Relaxed, Ordering::Relaxed);
+                }
+            }
+        }
+        skipped
     }
 
     /// Messages waiting, as seen now (never more than the capacity).

@@ -280,6 +280,16 @@ impl Region {
         Self::wrap(memory, params)
     }
 
+    /// Validates a segment of any flavor and message type (for tools that
+    /// inspect segments, like `shmlane ls`).
+    ///
+    /// # Errors
+    /// The [`LayoutError`] naming the first field that is wrong.
+    pub fn open_any(memory: Box<dyn Memory>) -> Result<Self, LayoutError> {
+        let params = Self::inspect(memory.as_ref())?;
+        Self::wrap(memory, params)
+    }
+
     /// Reads and validates the header of `memory` without expectations.
     ///
     /// # Errors

@@ -201,12 +201,18 @@ impl<T: Pod> SpscProducer<T> {
             return Ok(());
         }
         let region = self.region.clone();
-        wait::block(strategy, &region.wait_line().space, true, || Ok(self.try_push(value)?.then_some(())), check)
+        wait::block(strategy, &region.wait_line().space, || Ok(self.try_push(value)?.then_some(())), check)
     }
 
     /// Announces that this handle may sleep on the futex (call at attach).
     pub fn set_strategy(&self, strategy: WaitStrategy) {
         wait::announce_parker(&self.region.wait_line().space, strategy);
+    }
+
+    /// Wakes the peer if it sleeps on the futex. Handles call it when they
+    /// leave, so a parked peer notices at once.
+    pub fn wake_peer(&self) {
+        wait::ring(&self.region.wait_line().data);
     }
 }
 
@@ -309,11 +315,11 @@ impl<T: Pod> SpscConsumer<T> {
     /// once. Returns how many were popped.
     ///
     /// # Errors
-    /// [`Corruption`] if a slot's sequence word is impossible (messages
-    /// popped before it are kept and released).
+    /// [`Corruption`] if the first slot's sequence word is impossible. A
+    /// corrupt slot after some good ones ends the batch early; the good ones
+    /// are returned and the next call reports the corruption.
     pub fn pop_batch(&mut self, out: &mut [T]) -> Result<usize, Corruption> {
         let mut n = 0;
-        let mut result = Ok(());
         while n < out.len() {
             match self.read_slot(self.read_pos) {
                 Ok(Some(v)) => {
@@ -322,16 +328,14 @@ impl<T: Pod> SpscConsumer<T> {
                     self.read_pos = self.read_pos.wrapping_add(1);
                 }
                 Ok(None) => break,
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
+                Err(e) if n == 0 => return Err(e),
+                Err(_) => break,
             }
         }
         if n > 0 {
             self.release();
         }
-        result.map(|()| n)
+        Ok(n)
     }
 
     /// Pops a message, waiting per `strategy` while the ring is empty; see
@@ -351,12 +355,18 @@ impl<T: Pod> SpscConsumer<T> {
             return Ok(v);
         }
         let region = self.region.clone();
-        wait::block(strategy, &region.wait_line().data, true, || Ok(self.try_pop()?), check)
+        wait::block(strategy, &region.wait_line().data, || Ok(self.try_pop()?), check)
     }
 
     /// Announces that this handle may sleep on the futex (call at attach).
     pub fn set_strategy(&self, strategy: WaitStrategy) {
         wait::announce_parker(&self.region.wait_line().data, strategy);
+    }
+
+    /// Wakes the peer if it sleeps on the futex. Handles call it when they
+    /// leave, so a parked peer notices at once.
+    pub fn wake_peer(&self) {
+        wait::ring(&self.region.wait_line().space);
     }
 
     /// Messages waiting, as seen now (never more than the capacity).

@@ -189,6 +189,9 @@ mod imp {
 
     pub(crate) fn futex_wait(word: &FutexWord, expected: u32, timeout: Option<Duration>) -> std::io::Result<FutexWait> {
         if timeout == Some(Duration::ZERO) {
+            // A timer that fires at once: let the other threads run first so
+            // a caller looping on timeouts is not an unbounded spin.
+            loom::thread::yield_now();
             return Ok(FutexWait::TimedOut);
         }
         let guard = word.lock.lock().unwrap();

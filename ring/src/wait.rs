@@ -3,20 +3,24 @@
 //!
 //! # The handshake
 //!
-//! One [`Doorbell`] per direction (data for the consumer, space for the
-//! producer). The sleeper:
+//! One [`Doorbell`] per direction (data for consumers, space for producers).
+//! The sleeper:
 //!
 //! 1. sees `armed` (Acquire) — the waker has promised to check on every
 //!    publish from now on; otherwise it only naps briefly and polls again;
-//! 2. stores `waiting = 1`, issues `fence(SeqCst)`, re-checks the ring;
-//! 3. only then calls `FUTEX_WAIT(waiting, 1, timeout)`.
+//! 2. reads `epoch` (Acquire), increments `waiting` (the sleeper count),
+//!    issues `fence(SeqCst)`, re-checks the ring;
+//! 3. only then calls `FUTEX_WAIT(epoch, e, timeout)` with the epoch it read,
+//!    and decrements `waiting` when it returns.
 //!
-//! The waker publishes (Release), issues `fence(SeqCst)`, and calls
-//! `FUTEX_WAKE` only if it sees `waiting != 0` (swapping it back to 0).
-//! The two fences form a Dekker pair: either the sleeper's re-check sees the
-//! publish, or the waker sees `waiting`. The futex compares the word under
-//! the kernel's lock, so a wake between the re-check and the wait makes the
-//! wait return at once.
+//! The waker publishes (Release), issues `fence(SeqCst)`, and only if it
+//! sees `waiting != 0` bumps `epoch` (Release) and calls `FUTEX_WAKE` (all
+//! sleepers). The two fences form a Dekker pair: either
+//! the sleeper's re-check sees the publish, or the waker sees `waiting`.
+//! In the second case the epoch moves after the sleeper read it, so its
+//! `FUTEX_WAIT` either returns at once or is woken. The epoch only grows,
+//! so another sleeper re-announcing cannot hide the wake (it could with a
+//! 0/1 futex word: loom found that ABA with two MPMC consumers).
 //!
 //! # Why `armed`
 //!
@@ -93,26 +97,32 @@ impl Waker {
             bell.armed.store(1, Ordering::Release);
             self.armed = true;
         }
-        self.notify_armed(bell);
+        ring(bell);
     }
+}
 
-    #[cold]
-    #[inline(never)]
-    fn notify_armed(&self, bell: &Doorbell) {
-        // SeqCst fence: the waker half of the Dekker pair with the fence in
-        // `park` (publish; fence; load waiting  vs  store waiting; fence;
-        // re-check): one of the two sides sees the other's store.
-        if !sync::seeded::NO_WAKE_FENCE {
-            fence(Ordering::SeqCst);
-        }
-        // Relaxed load and swap: the futex syscall orders the wake itself;
-        // the swap makes exactly one waker issue it.
-        if bell.waiting.load(Ordering::Relaxed) != 0 && bell.waiting.swap(0, Ordering::Relaxed) != 0 {
-            // FUTEX_WAKE fails only for a bad address or op, impossible for a
-            // word inside a live mapping; the sleeper's bounded timeout would
-            // cover it anyway.
-            let _ = futex_wake(&bell.waiting);
-        }
+/// Wakes whoever sleeps on `bell`, if anyone: the waker half of the
+/// handshake. Also used on its own when a handle leaves, so a sleeping peer
+/// notices at once instead of at its next liveness probe.
+#[cold]
+#[inline(never)]
+pub fn ring(bell: &Doorbell) {
+    // SeqCst fence: the waker half of the Dekker pair with the fence in
+    // `park` (publish; fence; load waiting  vs  store waiting; fence;
+    // re-check): one of the two sides sees the other's store.
+    if !sync::seeded::NO_WAKE_FENCE {
+        fence(Ordering::SeqCst);
+    }
+    // Relaxed: the number of sleepers; the fence above orders it after our
+    // publish, and the epoch bump below carries the ordering to sleepers.
+    if bell.waiting.load(Ordering::Relaxed) != 0 {
+        // Release: pairs with the sleeper's Acquire load of `epoch` in `park`:
+        // a sleeper that read the new epoch also sees our publish.
+        bell.epoch.fetch_add(1, Ordering::Release);
+        // FUTEX_WAKE fails only for a bad address or op, impossible for a
+        // word inside a live mapping; the sleeper's bounded timeout would
+        // cover it anyway.
+        let _ = futex_wake(&bell.epoch);
     }
 }
 
@@ -136,11 +146,8 @@ enum Parked<T> {
 /// One sleep on `bell`, for at most `timeout`. `attempt` is the operation
 /// the caller is waiting to complete: it is re-run after the fence.
 ///
-/// `exclusive`: the caller is the only possible sleeper on this bell (SPSC),
-/// so it may clear `waiting` itself when it leaves.
 fn park<T, E>(
     bell: &Doorbell,
-    exclusive: bool,
     attempt: &mut impl FnMut() -> Result<Option<T>, E>,
     timeout: Duration,
 ) -> Result<Parked<T>, E>
@@ -152,24 +159,27 @@ where
         sync::nap(timeout.min(NAP));
         return attempt().map(|v| v.map_or(Parked::Again, Parked::Ready));
     }
-    // Relaxed store: ordered before the re-check by the fence below.
-    bell.waiting.store(1, Ordering::Relaxed);
-    // SeqCst fence: pairs with the fence in `Waker::notify_armed` (Dekker).
+    // Acquire: pairs with the Release bump in `ring`: if we read a bumped
+    // epoch, the publish before it is visible to the re-check below.
+    let epoch = bell.epoch.load(Ordering::Acquire);
+    // Relaxed RMW: counts us among the sleepers; ordered before the
+    // re-check by the fence below.
+    bell.waiting.fetch_add(1, Ordering::Relaxed);
+    // SeqCst fence: pairs with the fence in `ring` (Dekker).
     if !sync::seeded::NO_PARK_FENCE {
         fence(Ordering::SeqCst);
     }
-    let outcome = match attempt()? {
-        Some(v) => Ok(Parked::Ready(v)),
-        None => match futex_wait(&bell.waiting, 1, Some(timeout)) {
+    let outcome = match attempt() {
+        Ok(Some(v)) => Ok(Parked::Ready(v)),
+        Ok(None) => match futex_wait(&bell.epoch, epoch, Some(timeout)) {
             Ok(FutexWait::Returned | FutexWait::TimedOut) => Ok(Parked::Again),
             Err(e) => Err(E::from(e)),
         },
+        Err(e) => Err(e),
     };
-    if exclusive {
-        // Relaxed: only this handle sleeps here; a stale 1 would only cost
-        // the waker one spare FUTEX_WAKE.
-        bell.waiting.store(0, Ordering::Relaxed);
-    }
+    // Relaxed: we are no longer a sleeper; a waker that still counts us only
+    // makes one spare FUTEX_WAKE.
+    bell.waiting.fetch_sub(1, Ordering::Relaxed);
     outcome
 }
 
@@ -187,7 +197,6 @@ where
 pub fn block<T, E>(
     strategy: WaitStrategy,
     bell: &Doorbell,
-    exclusive: bool,
     mut attempt: impl FnMut() -> Result<Option<T>, E>,
     mut check: impl FnMut() -> Result<Duration, E>,
 ) -> Result<T, E>
@@ -221,7 +230,7 @@ where
             Ok(budget) => budget,
             Err(e) => return attempt()?.ok_or(e),
         };
-        if let Parked::Ready(v) = park(bell, exclusive, &mut attempt, budget)? {
+        if let Parked::Ready(v) = park(bell, &mut attempt, budget)? {
             return Ok(v);
         }
     }

@@ -1,0 +1,194 @@
+//! What every handle shares: its segment, the lock that says it is alive,
+//! how it learns that its peer is gone, and the `check` its blocking calls
+//! give the ring (deadline + liveness probe).
+
+use crate::error::{OpenError, Stop};
+use crate::options::Options;
+use crate::segment::Segment;
+use shmlane_ring::layout::{CONSUMER_LOCK_BYTE, PRODUCER_LOCK_BYTE, REGISTRY_ENTRIES, REGISTRY_OFFSET};
+use shmlane_ring::mpmc::{ROLE_CONSUMER, ROLE_PRODUCER};
+use shmlane_ring::{Expect, Params, WaitStrategy};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Longest single sleep: a blocked call re-probes its peer at least this
+/// often, so it notices a dead peer within ~this (the promise is 100 ms).
+pub(crate) const SLICE: Duration = Duration::from_millis(40);
+/// Probes of the peer's lock (one fcntl each) are at most this frequent
+/// while spinning, so a waiting busy-spinner makes ~100 syscalls/s, none
+/// while messages flow.
+const PROBE_EVERY: Duration = Duration::from_millis(5);
+
+/// Which role a handle plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// SPSC or byte-ring producer.
+    Producer,
+    /// SPSC or byte-ring consumer.
+    Consumer,
+    /// MPMC producer holding a registry entry.
+    MpmcProducer,
+    /// MPMC consumer holding a registry entry.
+    MpmcConsumer,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Producer | Role::MpmcProducer => "producer",
+            Role::Consumer | Role::MpmcConsumer => "consumer",
+        }
+    }
+    fn is_producer(self) -> bool {
+        matches!(self, Role::Producer | Role::MpmcProducer)
+    }
+}
+
+/// A handle's segment, role lock and view of its peer.
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    pub(crate) seg: Segment,
+    pub(crate) role: Role,
+    /// The byte this handle holds locked.
+    pub(crate) lock_byte: u64,
+    /// Registry entry (MPMC).
+    pub(crate) entry: Option<usize>,
+    pub(crate) wait: WaitStrategy,
+    last_probe: Option<Instant>,
+    peer_gone: bool,
+}
+
+impl Endpoint {
+    /// Creates the segment and takes `role` in it.
+    pub(crate) fn create(name: &str, opts: &Options, params: Params, role: Role) -> Result<Self, OpenError> {
+        let params = params.with_schema(opts.schema_id.unwrap_or(0));
+        Self::attach(Segment::create(name, opts, params)?, opts, role)
+    }
+
+    /// Opens the segment and takes `role` in it.
+    pub(crate) fn open(name: &str, opts: &Options, expect: Expect, role: Role) -> Result<Self, OpenError> {
+        Self::attach(Segment::open(name, opts, &expect)?, opts, role)
+    }
+
+    fn attach(seg: Segment, opts: &Options, role: Role) -> Result<Self, OpenError> {
+        let (lock_byte, entry) = match role {
+            Role::Producer | Role::Consumer => {
+                let byte = if role == Role::Producer { PRODUCER_LOCK_BYTE } else { CONSUMER_LOCK_BYTE };
+                if !seg.try_lock(byte)? {
+                    return Err(OpenError::RoleTaken { path: seg.path.clone(), role: role.name() });
+                }
+                (byte, None)
+            }
+            Role::MpmcProducer | Role::MpmcConsumer => {
+                let mut taken = None;
+                for i in 0..REGISTRY_ENTRIES {
+                    let byte = (REGISTRY_OFFSET + i * 128) as u64;
+                    if seg.try_lock(byte)? {
+                        taken = Some((byte, i));
+                        break;
+                    }
+                }
+                let (byte, i) = taken.ok_or_else(|| OpenError::TooManyHandles { path: seg.path.clone() })?;
+                (byte, Some(i))
+            }
+        };
+        let live = seg.region.liveness();
+        // Relaxed: informational counters and pids, read by `ls` and by the
+        // peer's "was it ever attached" test after a lock probe (a syscall).
+        let pid = std::process::id();
+        if role.is_producer() {
+            live.producer_pid.store(pid, Ordering::Relaxed);
+            live.producer_attaches.fetch_add(1, Ordering::Relaxed);
+        } else {
+            live.consumer_pid.store(pid, Ordering::Relaxed);
+            live.consumer_attaches.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(e) = entry.and_then(|i| seg.region.registry(i)) {
+            e.pid.store(pid, Ordering::Relaxed);
+            if role == Role::MpmcConsumer {
+                e.role.store(ROLE_CONSUMER, Ordering::Relaxed);
+            }
+        }
+        Ok(Self { seg, role, lock_byte, entry, wait: opts.wait, last_probe: None, peer_gone: false })
+    }
+
+    /// True if the peer role was attached once and no live process holds
+    /// it now. Probes (one or a few fcntl calls) at most every
+    /// [`PROBE_EVERY`] unless `force`.
+    pub(crate) fn peer_gone(&mut self, force: bool) -> bool {
+        if self.peer_gone {
+            return true;
+        }
+        let now = Instant::now();
+        if !force && self.last_probe.is_some_and(|t| now.duration_since(t) < PROBE_EVERY) {
+            return false;
+        }
+        self.last_probe = Some(now);
+        let live = self.seg.region.liveness();
+        // Relaxed: the counter only tells "attached once"; the lock probe
+        // below is the authority.
+        let attaches = if self.role.is_producer() {
+            live.consumer_attaches.load(Ordering::Relaxed)
+        } else {
+            live.producer_attaches.load(Ordering::Relaxed)
+        };
+        if attaches == 0 {
+            return false;
+        }
+        let alive = match self.role {
+            Role::Producer => self.seg.is_locked(CONSUMER_LOCK_BYTE),
+            Role::Consumer => self.seg.is_locked(PRODUCER_LOCK_BYTE),
+            Role::MpmcProducer => self.any_entry_alive(ROLE_CONSUMER),
+            Role::MpmcConsumer => self.any_entry_alive(ROLE_PRODUCER),
+        };
+        // A failing probe (impossible on a valid fd) counts as alive: we
+        // would rather wait for the deadline than drop a live peer.
+        self.peer_gone = !alive.unwrap_or(true);
+        self.peer_gone
+    }
+
+    fn any_entry_alive(&self, role: u32) -> std::io::Result<bool> {
+        for i in 0..REGISTRY_ENTRIES {
+            let Some(e) = self.seg.region.registry(i) else { continue };
+            // Relaxed: a hint to skip probing entries of the other role.
+            if e.role.load(Ordering::Relaxed) == role && self.entry_alive(i)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// True if registry entry `i` is held by a live handle (us included).
+    pub(crate) fn entry_alive(&self, i: usize) -> std::io::Result<bool> {
+        if self.entry == Some(i) {
+            return Ok(true);
+        }
+        self.seg.is_locked((REGISTRY_OFFSET + i * 128) as u64)
+    }
+
+    /// The `check` of a blocking call: `Disconnected` if the peer is gone,
+    /// `Timeout` past the deadline, otherwise how long the next sleep may be.
+    pub(crate) fn check(&mut self, deadline: Option<Instant>) -> Result<Duration, Stop> {
+        if self.peer_gone(false) {
+            return Err(Stop::Disconnected);
+        }
+        match deadline {
+            None => Ok(SLICE),
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() { Err(Stop::Timeout) } else { Ok(left.min(SLICE)) }
+            }
+        }
+    }
+
+    /// Releases this handle's lock, so the peer sees it gone at its next
+    /// probe. Call before waking the peer when leaving.
+    pub(crate) fn release(&self) {
+        self.seg.unlock(self.lock_byte);
+    }
+}
+
+/// The deadline `timeout` from now (`None`: wait forever).
+pub(crate) fn deadline(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.and_then(|t| Instant::now().checked_add(t))
+}

@@ -1,0 +1,288 @@
+//! Typed single-producer single-consumer handles.
+
+use crate::endpoint::{Endpoint, Role, deadline};
+use crate::error::{OpenError, RecvError, SendError, Stop, TrySendError};
+use crate::options::Options;
+use bytemuck::Pod;
+use shmlane_ring::spsc::expect_for;
+use shmlane_ring::{Flavor, Params, SpscConsumer, SpscProducer};
+use std::time::Duration;
+
+pub(crate) fn fixed_params<T>(opts: &Options, flavor: Flavor) -> Result<Params, OpenError> {
+    Params::fixed(flavor, opts.capacity, size_of::<T>(), align_of::<T>())
+        .map_err(|source| OpenError::Layout { path: std::path::PathBuf::from(crate::segment::SHM_DIR), source })
+}
+
+pub(crate) fn layout_err(ep: &Endpoint, source: shmlane_ring::LayoutError) -> OpenError {
+    OpenError::Layout { path: ep.seg.path.clone(), source }
+}
+
+/// Sends `T`s into an SPSC segment. One per segment at a time.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use shmlane::{Consumer, Options, Producer};
+/// let name = format!("doc-spsc-{}", std::process::id());
+/// let mut tx = Producer::<u64>::create(&name, Options::new().capacity(8))?;
+/// let mut rx = Consumer::<u64>::open(&name, Options::new())?;
+/// tx.send(42)?;
+/// assert_eq!(rx.recv()?, 42);
+/// # Ok(()) }
+/// ```
+pub struct Producer<T> {
+    ring: SpscProducer<T>,
+    ep: Endpoint,
+}
+
+impl<T> std::fmt::Debug for Producer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer").field("path", &self.ep.seg.path).finish_non_exhaustive()
+    }
+}
+
+impl<T: Pod> Producer<T> {
+    /// Creates segment `name` for messages of type `T` and becomes its
+    /// producer. The name is removed when this handle drops unless
+    /// [`Options::keep`].
+    ///
+    /// # Errors
+    /// [`OpenError`]: bad name, name taken, no space, bad capacity...
+    pub fn create(name: &str, opts: Options) -> Result<Self, OpenError> {
+        let ep = Endpoint::create(name, &opts, fixed_params::<T>(&opts, Flavor::Spsc)?, Role::Producer)?;
+        Self::attach(ep)
+    }
+
+    /// Opens segment `name` as its producer, continuing where a previous
+    /// producer stopped.
+    ///
+    /// # Errors
+    /// [`OpenError`]: not found, wrong type, corrupt, owned by another
+    /// user, [`OpenError::RoleTaken`] if a live producer holds it.
+    pub fn open(name: &str, opts: Options) -> Result<Self, OpenError> {
+        let ep = Endpoint::open(name, &opts, expect_for::<T>(Flavor::Spsc, opts.schema_id), Role::Producer)?;
+        Self::attach(ep)
+    }
+
+    fn attach(ep: Endpoint) -> Result<Self, OpenError> {
+        let ring = SpscProducer::attach(ep.seg.region.clone()).map_err(|e| layout_err(&ep, e))?;
+        ring.set_strategy(ep.wait);
+        Ok(Self { ring, ep })
+    }
+
+    /// Sends `value` if there is room now; never blocks.
+    ///
+    /// # Errors
+    /// [`TrySendError::Full`], [`TrySendError::Disconnected`] (consumer
+    /// gone) or [`TrySendError::Corrupted`]; each gives `value` back.
+    #[inline]
+    pub fn try_send(&mut self, value: T) -> Result<(), TrySendError<T>> {
+        match self.ring.try_push(&value) {
+            Ok(true) => Ok(()),
+            Ok(false) if self.ep.peer_gone(false) => Err(TrySendError::Disconnected(value)),
+            Ok(false) => Err(TrySendError::Full(value)),
+            Err(c) => Err(TrySendError::Corrupted(value, c)),
+        }
+    }
+
+    /// Sends `value`, waiting per the [`WaitStrategy`](crate::WaitStrategy)
+    /// while the ring is full.
+    ///
+    /// # Errors
+    /// [`SendError::Disconnected`] if the consumer is gone (noticed within
+    /// ~50 ms even while parked), [`SendError::Corrupted`], [`SendError::Io`].
+    pub fn send(&mut self, value: T) -> Result<(), SendError<T>> {
+        self.send_until(value, None)
+    }
+
+    /// As [`send`](Self::send), giving up after `timeout`.
+    ///
+    /// # Errors
+    /// As `send`, plus [`SendError::Timeout`] (the consumer is alive).
+    pub fn send_timeout(&mut self, value: T, timeout: Duration) -> Result<(), SendError<T>> {
+        self.send_until(value, deadline(Some(timeout)))
+    }
+
+    fn send_until(&mut self, value: T, deadline: Option<std::time::Instant>) -> Result<(), SendError<T>> {
+        let Self { ring, ep } = self;
+        ring.push_blocking::<Stop>(&value, ep.wait, || ep.check(deadline)).map_err(|s| s.into_send(value))
+    }
+
+    /// Sends every value, publishing once per run of values that fit and
+    /// waiting while the ring is full.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send); the error carries how many were sent.
+    pub fn send_batch(&mut self, values: &[T]) -> Result<(), SendError<usize>> {
+        let mut sent = 0;
+        while sent < values.len() {
+            match self.ring.push_batch(&values[sent..]) {
+                Ok(0) => self.send_until(values[sent], None).map(|()| sent += 1).map_err(|e| map_count(e, sent))?,
+                Ok(n) => sent += n,
+                Err(c) => return Err(SendError::Corrupted(sent, c)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Slots in the ring.
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity()
+    }
+
+    /// Messages in the ring now (a snapshot in `0..=capacity`).
+    pub fn len(&self) -> usize {
+        self.ep.seg.region.len() as usize
+    }
+
+    /// True if the ring holds no message now.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True unless the consumer was attached once and is gone (probes now).
+    pub fn is_connected(&mut self) -> bool {
+        !self.ep.peer_gone(true)
+    }
+}
+
+pub(crate) fn map_count<T>(e: SendError<T>, sent: usize) -> SendError<usize> {
+    match e {
+        SendError::Timeout(_) => SendError::Timeout(sent),
+        SendError::Disconnected(_) => SendError::Disconnected(sent),
+        SendError::Corrupted(_, c) => SendError::Corrupted(sent, c),
+        SendError::Io(_, e) => SendError::Io(sent, e),
+    }
+}
+
+impl<T> Drop for Producer<T> {
+    fn drop(&mut self) {
+        self.ep.release();
+        shmlane_ring::wait::ring(&self.ep.seg.region.wait_line().data);
+    }
+}
+
+/// Receives `T`s from an SPSC segment. One per segment at a time.
+pub struct Consumer<T> {
+    ring: SpscConsumer<T>,
+    ep: Endpoint,
+}
+
+impl<T> std::fmt::Debug for Consumer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer").field("path", &self.ep.seg.path).finish_non_exhaustive()
+    }
+}
+
+impl<T: Pod> Consumer<T> {
+    /// Creates segment `name` for messages of type `T` and becomes its
+    /// consumer (the producer opens it).
+    ///
+    /// # Errors
+    /// As [`Producer::create`].
+    pub fn create(name: &str, opts: Options) -> Result<Self, OpenError> {
+        let ep = Endpoint::create(name, &opts, fixed_params::<T>(&opts, Flavor::Spsc)?, Role::Consumer)?;
+        Self::attach(ep)
+    }
+
+    /// Opens segment `name` as its consumer.
+    ///
+    /// # Errors
+    /// As [`Producer::open`].
+    pub fn open(name: &str, opts: Options) -> Result<Self, OpenError> {
+        let ep = Endpoint::open(name, &opts, expect_for::<T>(Flavor::Spsc, opts.schema_id), Role::Consumer)?;
+        Self::attach(ep)
+    }
+
+    fn attach(ep: Endpoint) -> Result<Self, OpenError> {
+        let ring = SpscConsumer::attach(ep.seg.region.clone()).map_err(|e| layout_err(&ep, e))?;
+        ring.set_strategy(ep.wait);
+        Ok(Self { ring, ep })
+    }
+
+    /// The oldest message if there is one now; never blocks. The value is
+    /// copied out of the mapping before it is returned.
+    ///
+    /// # Errors
+    /// [`RecvError::Disconnected`] once the producer is gone and the ring is
+    /// drained; [`RecvError::Corrupted`].
+    #[inline]
+    pub fn try_recv(&mut self) -> Result<Option<T>, RecvError> {
+        match self.ring.try_pop()? {
+            Some(v) => Ok(Some(v)),
+            None if self.ep.peer_gone(false) => self.ring.try_pop()?.map(Some).ok_or(RecvError::Disconnected),
+            None => Ok(None),
+        }
+    }
+
+    /// Receives a message, waiting per the strategy while the ring is empty.
+    ///
+    /// # Errors
+    /// [`RecvError::Disconnected`] once the producer is gone and everything
+    /// it committed was received; [`RecvError::Corrupted`]; [`RecvError::Io`].
+    pub fn recv(&mut self) -> Result<T, RecvError> {
+        self.recv_until(None)
+    }
+
+    /// As [`recv`](Self::recv), giving up after `timeout`.
+    ///
+    /// # Errors
+    /// As `recv`, plus [`RecvError::Timeout`] (the producer is alive).
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvError> {
+        self.recv_until(deadline(Some(timeout)))
+    }
+
+    fn recv_until(&mut self, deadline: Option<std::time::Instant>) -> Result<T, RecvError> {
+        let Self { ring, ep } = self;
+        Ok(ring.pop_blocking::<Stop>(ep.wait, || ep.check(deadline))?)
+    }
+
+    /// Waits for at least one message, then fills `out` with what is there,
+    /// releasing the space once. Returns how many were received.
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv).
+    pub fn recv_batch(&mut self, out: &mut [T]) -> Result<usize, RecvError> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        let n = self.ring.pop_batch(out)?;
+        if n > 0 {
+            return Ok(n);
+        }
+        out[0] = self.recv()?;
+        Ok(1 + self.ring.pop_batch(&mut out[1..])?)
+    }
+
+    /// An iterator of received messages that ends when the producer is gone
+    /// and the ring drained (or on an error).
+    pub fn iter(&mut self) -> impl Iterator<Item = T> + '_ {
+        std::iter::from_fn(move || self.recv().ok())
+    }
+
+    /// Slots in the ring.
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity()
+    }
+
+    /// Messages waiting now (a snapshot in `0..=capacity`).
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// True if no message is waiting now.
+    pub fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+
+    /// True unless the producer was attached once and is gone (probes now).
+    pub fn is_connected(&mut self) -> bool {
+        !self.ep.peer_gone(true)
+    }
+}
+
+impl<T> Drop for Consumer<T> {
+    fn drop(&mut self) {
+        self.ep.release();
+        shmlane_ring::wait::ring(&self.ep.seg.region.wait_line().space);
+    }
+}
