@@ -7,31 +7,35 @@
 //! ```
 //!
 //! Two segments, one per direction. Ping creates both (and removes them when
-//! it exits); pong opens them. Both busy-spin: on a machine with fewer than
-//! two idle cores use `WaitStrategy::SpinThenPark` instead.
+//! it exits); pong opens them. Both spin a while, then sleep on the futex:
+//! while replies come fast they never sleep, and on a busy machine they do
+//! not burn a core each. Use `WaitStrategy::BusySpin` for the lowest latency
+//! when each side has a core to itself.
 
-use shmlane::{Consumer, Options, Producer, RecvError};
+use shmlane::{Consumer, Options, Producer, RecvError, WaitStrategy};
 use std::time::{Duration, Instant};
 
 const ROUND_TRIPS: usize = 100_000;
+const WAIT: WaitStrategy = WaitStrategy::SpinThenPark { spins: 20_000 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
         Some("pong") => pong(&args.next().ok_or("pong needs a name prefix")?),
-        _ => ping(),
+        Some(n) => ping(n.parse()?),
+        None => ping(ROUND_TRIPS),
     }
 }
 
-fn ping() -> Result<(), Box<dyn std::error::Error>> {
+fn ping(round_trips: usize) -> Result<(), Box<dyn std::error::Error>> {
     let prefix = format!("ping-pong-{}", std::process::id());
-    let opts = Options::new().capacity(16);
+    let opts = Options::new().capacity(16).wait(WAIT);
     let mut tx = Producer::<u64>::create(&format!("{prefix}.ping"), opts.clone())?;
     let mut rx = Consumer::<u64>::create(&format!("{prefix}.pong"), opts)?;
     let mut child = std::process::Command::new(std::env::current_exe()?).args(["pong", &prefix]).spawn()?;
 
-    let mut rtts = Vec::with_capacity(ROUND_TRIPS);
-    for i in 0..ROUND_TRIPS as u64 {
+    let mut rtts = Vec::with_capacity(round_trips);
+    for i in 0..round_trips as u64 {
         let start = Instant::now();
         tx.send(i)?;
         let reply = rx.recv_timeout(Duration::from_secs(5))?;
@@ -44,7 +48,7 @@ fn ping() -> Result<(), Box<dyn std::error::Error>> {
     rtts.sort_unstable();
     let pct = |p: f64| rtts[((rtts.len() - 1) as f64 * p) as usize];
     println!(
-        "{ROUND_TRIPS} round trips: p50 {:?}, p99 {:?}, p99.9 {:?}, max {:?}",
+        "{round_trips} round trips: p50 {:?}, p99 {:?}, p99.9 {:?}, max {:?}",
         pct(0.50),
         pct(0.99),
         pct(0.999),
@@ -54,8 +58,8 @@ fn ping() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn pong(prefix: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let mut rx = Consumer::<u64>::open(&format!("{prefix}.ping"), Options::new())?;
-    let mut tx = Producer::<u64>::open(&format!("{prefix}.pong"), Options::new())?;
+    let mut rx = Consumer::<u64>::open(&format!("{prefix}.ping"), Options::new().wait(WAIT))?;
+    let mut tx = Producer::<u64>::open(&format!("{prefix}.pong"), Options::new().wait(WAIT))?;
     loop {
         match rx.recv() {
             Ok(v) => tx.send(v + 1)?,
