@@ -3,7 +3,7 @@
 use crate::endpoint::{Endpoint, Role, deadline};
 use crate::error::{OpenError, RecvError, ReserveError, Stop};
 use crate::options::Options;
-use crate::spsc::layout_err;
+use crate::spsc::{layout_err, param_err};
 use shmlane_ring::{Expect, Flavor, Params};
 use std::time::Duration;
 
@@ -45,8 +45,7 @@ impl ByteProducer {
     /// # Errors
     /// [`OpenError`].
     pub fn create(name: &str, opts: Options) -> Result<Self, OpenError> {
-        let params = Params::bytes(opts.capacity)
-            .map_err(|source| OpenError::Layout { path: crate::segment::SHM_DIR.into(), source })?;
+        let params = Params::bytes(opts.capacity).map_err(|source| param_err(name, &opts, source))?;
         Self::attach(Endpoint::create(name, &opts, params, Role::Producer)?)
     }
 
@@ -151,8 +150,7 @@ impl ByteConsumer {
     /// # Errors
     /// [`OpenError`].
     pub fn create(name: &str, opts: Options) -> Result<Self, OpenError> {
-        let params = Params::bytes(opts.capacity)
-            .map_err(|source| OpenError::Layout { path: crate::segment::SHM_DIR.into(), source })?;
+        let params = Params::bytes(opts.capacity).map_err(|source| param_err(name, &opts, source))?;
         Self::attach(Endpoint::create(name, &opts, params, Role::Consumer)?)
     }
 

@@ -169,14 +169,22 @@ impl Endpoint {
     /// The `check` of a blocking call: `Disconnected` if the peer is gone,
     /// `Timeout` past the deadline, otherwise how long the next sleep may be.
     pub(crate) fn check(&mut self, deadline: Option<Instant>) -> Result<Duration, Stop> {
+        let probed_before = self.last_probe;
         if self.peer_gone(false) {
             return Err(Stop::Disconnected);
         }
+        // If the probe was skipped (rate limit), sleep only until the next
+        // one is due: a peer that left (and rang us awake) just after our
+        // last probe is then seen within PROBE_EVERY, not a whole SLICE.
+        let slice = match self.last_probe {
+            Some(t) if self.last_probe == probed_before => PROBE_EVERY.saturating_sub(t.elapsed()).min(SLICE),
+            _ => SLICE,
+        };
         match deadline {
-            None => Ok(SLICE),
+            None => Ok(slice),
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() { Err(Stop::Timeout) } else { Ok(left.min(SLICE)) }
+                if left.is_zero() { Err(Stop::Timeout) } else { Ok(left.min(slice)) }
             }
         }
     }

@@ -143,3 +143,24 @@ pub fn list(dir: Option<&Path>) -> Vec<(PathBuf, Result<SegmentInfo, OpenError>)
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
+
+/// True if any role byte or registry entry of the file at `path` is locked
+/// by a live process, or the file changed in the last few seconds (a creator
+/// may still be initialising it). `shmlane clean` removes an unusable
+/// segment only when this is false.
+pub fn any_role_locked(path: &Path) -> bool {
+    let Ok(file) = std::fs::File::options().read(true).custom_flags(libc::O_NOFOLLOW).open(path) else {
+        return true;
+    };
+    let recent = file
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_none_or(|age| age < std::time::Duration::from_secs(5));
+    recent
+        || [PRODUCER_LOCK_BYTE, CONSUMER_LOCK_BYTE]
+            .into_iter()
+            .chain((0..REGISTRY_ENTRIES).map(|i| (REGISTRY_OFFSET + i * 128) as u64))
+            .any(|byte| is_locked(&file, byte).unwrap_or(true))
+}

@@ -60,7 +60,7 @@ mod spsc;
 
 pub use bytes::{ByteConsumer, ByteProducer, Grant, ReadGuard};
 pub use error::{OpenError, RecvError, ReserveError, SendError, TrySendError};
-pub use inspect::{RoleState, SegmentInfo, has_magic, inspect, list};
+pub use inspect::{RoleState, SegmentInfo, any_role_locked, has_magic, inspect, list};
 pub use mpmc::{MpmcConsumer, MpmcProducer};
 pub use options::Options;
 pub use segment::{MAX_NAME_LEN, SHM_DIR, remove, segment_path};

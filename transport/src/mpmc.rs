@@ -41,7 +41,7 @@ impl<T: Pod> MpmcProducer<T> {
     /// # Errors
     /// [`OpenError`].
     pub fn create(name: &str, opts: Options) -> Result<Self, OpenError> {
-        Self::attach(Endpoint::create(name, &opts, fixed_params::<T>(&opts, Flavor::Mpmc)?, Role::MpmcProducer)?)
+        Self::attach(Endpoint::create(name, &opts, fixed_params::<T>(name, &opts, Flavor::Mpmc)?, Role::MpmcProducer)?)
     }
 
     /// Opens MPMC segment `name` as one more producer.
@@ -136,7 +136,7 @@ impl<T: Pod> MpmcConsumer<T> {
     /// # Errors
     /// [`OpenError`].
     pub fn create(name: &str, opts: Options) -> Result<Self, OpenError> {
-        Self::attach(Endpoint::create(name, &opts, fixed_params::<T>(&opts, Flavor::Mpmc)?, Role::MpmcConsumer)?)
+        Self::attach(Endpoint::create(name, &opts, fixed_params::<T>(name, &opts, Flavor::Mpmc)?, Role::MpmcConsumer)?)
     }
 
     /// Opens MPMC segment `name` as one more consumer.

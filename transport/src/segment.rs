@@ -87,7 +87,7 @@ fn io_err(op: &'static str, path: &Path, errno: Errno) -> OpenError {
         Errno::EEXIST => OpenError::AlreadyExists { path: path.to_owned() },
         Errno::ENOENT => OpenError::NotFound { path: path.to_owned() },
         Errno::EACCES | Errno::EPERM => OpenError::PermissionDenied { path: path.to_owned() },
-        Errno::ELOOP => OpenError::NotAFile { path: path.to_owned() },
+        Errno::ELOOP | Errno::EISDIR => OpenError::NotAFile { path: path.to_owned() },
         _ => OpenError::Io { op, path: path.to_owned(), source: errno.into() },
     }
 }
@@ -108,7 +108,11 @@ fn open_file(path: &Path, opts: &Options, create: bool) -> Result<File, OpenErro
         }
         Some(_) => nix::fcntl::open(path, flags, mode),
     }
-    .map_err(|e| io_err(if create { "create" } else { "open" }, path, e))?;
+    .map_err(|e| match e {
+        // The name was validated, so shm_open's EINVAL means a directory.
+        Errno::EINVAL if !create && opts.dir.is_none() => OpenError::NotAFile { path: path.to_owned() },
+        e => io_err(if create { "create" } else { "open" }, path, e),
+    })?;
     if create {
         // The umask may have narrowed the mode; set exactly what was asked.
         nix::sys::stat::fchmod(&fd, mode).map_err(|e| io_err("fchmod", path, e))?;

@@ -8,9 +8,17 @@ use shmlane_ring::spsc::expect_for;
 use shmlane_ring::{Flavor, Params, SpscConsumer, SpscProducer};
 use std::time::Duration;
 
-pub(crate) fn fixed_params<T>(opts: &Options, flavor: Flavor) -> Result<Params, OpenError> {
+pub(crate) fn fixed_params<T>(name: &str, opts: &Options, flavor: Flavor) -> Result<Params, OpenError> {
     Params::fixed(flavor, opts.capacity, size_of::<T>(), align_of::<T>())
-        .map_err(|source| OpenError::Layout { path: std::path::PathBuf::from(crate::segment::SHM_DIR), source })
+        .map_err(|source| param_err(name, opts, source))
+}
+
+/// A parameter error, naming the segment it was for.
+pub(crate) fn param_err(name: &str, opts: &Options, source: shmlane_ring::LayoutError) -> OpenError {
+    match crate::segment::segment_path(name, opts.dir.as_deref()) {
+        Ok(path) => OpenError::Layout { path, source },
+        Err(e) => e,
+    }
 }
 
 pub(crate) fn layout_err(ep: &Endpoint, source: shmlane_ring::LayoutError) -> OpenError {
@@ -48,7 +56,7 @@ impl<T: Pod> Producer<T> {
     /// # Errors
     /// [`OpenError`]: bad name, name taken, no space, bad capacity...
     pub fn create(name: &str, opts: Options) -> Result<Self, OpenError> {
-        let ep = Endpoint::create(name, &opts, fixed_params::<T>(&opts, Flavor::Spsc)?, Role::Producer)?;
+        let ep = Endpoint::create(name, &opts, fixed_params::<T>(name, &opts, Flavor::Spsc)?, Role::Producer)?;
         Self::attach(ep)
     }
 
@@ -180,7 +188,7 @@ impl<T: Pod> Consumer<T> {
     /// # Errors
     /// As [`Producer::create`].
     pub fn create(name: &str, opts: Options) -> Result<Self, OpenError> {
-        let ep = Endpoint::create(name, &opts, fixed_params::<T>(&opts, Flavor::Spsc)?, Role::Consumer)?;
+        let ep = Endpoint::create(name, &opts, fixed_params::<T>(name, &opts, Flavor::Spsc)?, Role::Consumer)?;
         Self::attach(ep)
     }
 
