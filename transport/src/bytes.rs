@@ -124,12 +124,7 @@ impl ByteProducer {
     }
 }
 
-impl Drop for ByteProducer {
-    fn drop(&mut self) {
-        self.ep.release();
-        self.ring.wake_peer();
-    }
-}
+crate::family::leave_on_drop!(ByteProducer, data);
 
 /// Reads variable-length records from a byte segment in place. One per
 /// segment.
@@ -219,9 +214,4 @@ impl ByteConsumer {
     }
 }
 
-impl Drop for ByteConsumer {
-    fn drop(&mut self) {
-        self.ep.release();
-        self.ring.wake_peer();
-    }
-}
+crate::family::leave_on_drop!(ByteConsumer, space);

@@ -52,6 +52,7 @@
 mod bytes;
 mod endpoint;
 mod error;
+mod family;
 mod inspect;
 mod mpmc;
 mod options;

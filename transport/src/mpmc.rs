@@ -60,39 +60,7 @@ impl<T: Pod> MpmcProducer<T> {
         Ok(Self { ring, ep })
     }
 
-    /// Sends `value` if there is room now.
-    ///
-    /// # Errors
-    /// [`TrySendError`], giving `value` back.
-    pub fn try_send(&mut self, value: T) -> Result<(), TrySendError<T>> {
-        match self.ring.try_push(&value) {
-            Ok(true) => Ok(()),
-            Ok(false) if self.ep.peer_gone(false) => Err(TrySendError::Disconnected(value)),
-            Ok(false) => Err(TrySendError::Full(value)),
-            Err(c) => Err(TrySendError::Corrupted(value, c)),
-        }
-    }
-
-    /// Sends `value`, waiting while the ring is full.
-    ///
-    /// # Errors
-    /// [`SendError::Disconnected`] when every consumer that attached is gone.
-    pub fn send(&mut self, value: T) -> Result<(), SendError<T>> {
-        self.send_until(value, None)
-    }
-
-    /// As [`send`](Self::send), giving up after `timeout`.
-    ///
-    /// # Errors
-    /// As `send`, plus [`SendError::Timeout`].
-    pub fn send_timeout(&mut self, value: T, timeout: Duration) -> Result<(), SendError<T>> {
-        self.send_until(value, deadline(Some(timeout)))
-    }
-
-    fn send_until(&mut self, value: T, deadline: Option<std::time::Instant>) -> Result<(), SendError<T>> {
-        let Self { ring, ep } = self;
-        ring.push_blocking::<Stop>(&value, ep.wait, || ep.check(deadline)).map_err(|s| s.into_send(value))
-    }
+    crate::family::send_family!();
 
     /// Sends every value in order, waiting while full.
     ///
@@ -111,12 +79,7 @@ impl<T: Pod> MpmcProducer<T> {
     }
 }
 
-impl<T> Drop for MpmcProducer<T> {
-    fn drop(&mut self) {
-        self.ep.release();
-        shmlane_ring::wait::ring(&self.ep.seg.region.wait_line().data);
-    }
-}
+crate::family::leave_on_drop!(MpmcProducer<T>, data);
 
 /// Receives `T`s from an MPMC segment; many may exist, in many processes.
 pub struct MpmcConsumer<T> {
@@ -230,9 +193,4 @@ fn unwedge<T: Pod>(ring: &shmlane_ring::MpmcConsumer<T>, ep: &Endpoint) {
     }
 }
 
-impl<T> Drop for MpmcConsumer<T> {
-    fn drop(&mut self) {
-        self.ep.release();
-        shmlane_ring::wait::ring(&self.ep.seg.region.wait_line().space);
-    }
-}
+crate::family::leave_on_drop!(MpmcConsumer<T>, space);

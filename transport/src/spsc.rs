@@ -77,43 +77,7 @@ impl<T: Pod> Producer<T> {
         Ok(Self { ring, ep })
     }
 
-    /// Sends `value` if there is room now; never blocks.
-    ///
-    /// # Errors
-    /// [`TrySendError::Full`], [`TrySendError::Disconnected`] (consumer
-    /// gone) or [`TrySendError::Corrupted`]; each gives `value` back.
-    #[inline]
-    pub fn try_send(&mut self, value: T) -> Result<(), TrySendError<T>> {
-        match self.ring.try_push(&value) {
-            Ok(true) => Ok(()),
-            Ok(false) if self.ep.peer_gone(false) => Err(TrySendError::Disconnected(value)),
-            Ok(false) => Err(TrySendError::Full(value)),
-            Err(c) => Err(TrySendError::Corrupted(value, c)),
-        }
-    }
-
-    /// Sends `value`, waiting per the [`WaitStrategy`](crate::WaitStrategy)
-    /// while the ring is full.
-    ///
-    /// # Errors
-    /// [`SendError::Disconnected`] if the consumer is gone (noticed within
-    /// ~50 ms even while parked), [`SendError::Corrupted`], [`SendError::Io`].
-    pub fn send(&mut self, value: T) -> Result<(), SendError<T>> {
-        self.send_until(value, None)
-    }
-
-    /// As [`send`](Self::send), giving up after `timeout`.
-    ///
-    /// # Errors
-    /// As `send`, plus [`SendError::Timeout`] (the consumer is alive).
-    pub fn send_timeout(&mut self, value: T, timeout: Duration) -> Result<(), SendError<T>> {
-        self.send_until(value, deadline(Some(timeout)))
-    }
-
-    fn send_until(&mut self, value: T, deadline: Option<std::time::Instant>) -> Result<(), SendError<T>> {
-        let Self { ring, ep } = self;
-        ring.push_blocking::<Stop>(&value, ep.wait, || ep.check(deadline)).map_err(|s| s.into_send(value))
-    }
+    crate::family::send_family!();
 
     /// Sends every value, publishing once per run of values that fit and
     /// waiting while the ring is full.
@@ -162,12 +126,7 @@ pub(crate) fn map_count<T>(e: SendError<T>, sent: usize) -> SendError<usize> {
     }
 }
 
-impl<T> Drop for Producer<T> {
-    fn drop(&mut self) {
-        self.ep.release();
-        shmlane_ring::wait::ring(&self.ep.seg.region.wait_line().data);
-    }
-}
+crate::family::leave_on_drop!(Producer<T>, data);
 
 /// Receives `T`s from an SPSC segment. One per segment at a time.
 pub struct Consumer<T> {
@@ -288,9 +247,4 @@ impl<T: Pod> Consumer<T> {
     }
 }
 
-impl<T> Drop for Consumer<T> {
-    fn drop(&mut self) {
-        self.ep.release();
-        shmlane_ring::wait::ring(&self.ep.seg.region.wait_line().space);
-    }
-}
+crate::family::leave_on_drop!(Consumer<T>, space);
