@@ -92,6 +92,10 @@ unsafe impl Memory for HeapMemory {
 pub struct Region {
     inner: Arc<Inner>,
     params: Params,
+    /// `params.slot_size()` and `params.payload_offset()`, computed once:
+    /// they sit on every push and pop.
+    slot_size: usize,
+    payload_offset: usize,
 }
 
 impl std::fmt::Debug for Region {
@@ -107,6 +111,10 @@ impl Region {
     /// [`LayoutError::TooLarge`] if the parameters need too much memory.
     pub fn heap(params: Params) -> Result<Self, LayoutError> {
         Inner::heap(params)
+    }
+
+    fn from_parts(inner: Arc<Inner>, params: Params) -> Self {
+        Self { inner, params, slot_size: params.slot_size() as usize, payload_offset: params.payload_offset() }
     }
 
     /// Validated parameters.
@@ -176,21 +184,20 @@ impl Region {
     #[inline(always)]
     pub(crate) fn slot_seq(&self, slot: usize) -> &AtomicU64 {
         debug_assert!((slot as u64) < self.params.capacity);
-        self.inner.slot_seq(slot, &self.params)
+        self.inner.slot_seq(slot, self.slot_size)
     }
 
     /// Pointer to the payload of fixed slot `slot` (`slot < capacity`).
     #[inline(always)]
     pub(crate) fn slot_payload(&self, slot: usize) -> *mut u8 {
         debug_assert!((slot as u64) < self.params.capacity);
-        let offset = slot * self.params.slot_size() as usize + self.params.payload_offset();
-        self.inner.data_ptr(offset)
+        self.inner.data_ptr(self.payload_offset_of(slot))
     }
 
     /// Byte offset of slot `slot`'s payload in the data area, for tracking.
     #[inline(always)]
     pub(crate) fn payload_offset_of(&self, slot: usize) -> usize {
-        slot * self.params.slot_size() as usize + self.params.payload_offset()
+        slot * self.slot_size + self.payload_offset
     }
 
     /// Pointer to byte `offset` of the data area (`offset <= capacity`
@@ -318,7 +325,7 @@ impl Region {
         // SAFETY: region_len() = SLOTS_OFFSET + data area, checked to fit in
         // the memory just above.
         let data = unsafe { base.add(crate::layout::SLOTS_OFFSET) };
-        Ok(Self { inner: Arc::new(Inner { base, data, _memory: memory, tracker: AccessTracker }), params })
+        Ok(Self::from_parts(Arc::new(Inner { base, data, _memory: memory, tracker: AccessTracker }), params))
     }
 }
 
@@ -380,8 +387,8 @@ impl Inner {
         unsafe { self.at(crate::layout::REGISTRY_OFFSET + index * 128) }
     }
     #[inline(always)]
-    fn slot_seq(&self, slot: usize, params: &Params) -> &AtomicU64 {
-        let offset = slot * params.slot_size() as usize;
+    fn slot_seq(&self, slot: usize, slot_size: usize) -> &AtomicU64 {
+        let offset = slot * slot_size;
         // SAFETY: callers mask `slot` by the capacity, so the slot lies in
         // the data area that `wrap` bounds-checked; slot sizes are multiples
         // of 8 and the data area is page aligned, so the word is aligned.
@@ -436,7 +443,7 @@ impl Inner {
             data: (0..data_len.div_ceil(8)).map(|_| std::cell::UnsafeCell::new(0)).collect(),
             tracker: AccessTracker::new(data_len),
         };
-        let region = Region { inner: Arc::new(inner), params };
+        let region = Region::from_parts(Arc::new(inner), params);
         init(&region, params.region_len()?, Creator::default());
         Ok(region)
     }
@@ -458,7 +465,7 @@ impl Inner {
     fn registry(&self, index: usize) -> &RegistryEntry {
         &self.registry[index]
     }
-    fn slot_seq(&self, slot: usize, _params: &Params) -> &AtomicU64 {
+    fn slot_seq(&self, slot: usize, _slot_size: usize) -> &AtomicU64 {
         &self.seqs[slot]
     }
     fn data_ptr(&self, offset: usize) -> *mut u8 {
