@@ -170,7 +170,7 @@ pub struct Doorbell {
     /// between its re-check and its `FUTEX_WAIT` is never lost, however many
     /// sleepers share the bell (a 0/1 flag would suffer ABA there).
     pub(crate) epoch: crate::sync::FutexWord,
-    /// 1 while some sleeper may be in (or entering) `FUTEX_WAIT`.
+    /// How many sleepers may be in (or entering) `FUTEX_WAIT` now.
     pub(crate) waiting: AtomicU32,
     /// Set by a sleeper whose strategy may park, at attach.
     pub(crate) parker: AtomicU32,

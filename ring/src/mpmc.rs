@@ -60,20 +60,15 @@ impl<T: Pod> MpmcProducer<T> {
     pub fn attach(region: Region, entry: Option<usize>) -> Result<Self, LayoutError> {
         expect_for::<T>(Flavor::Mpmc, None).check(region.params())?;
         if let Some(index) = entry {
-            let e = region.registry(index).ok_or(LayoutError::RegistryEntry { index, reason: "out of range" })?;
-            // Relaxed: the transport took this entry under its lock, which
-            // orders us after the previous owner (dead, or gone).
-            let stale = e.claim.load(Ordering::Relaxed);
-            // Acquire: pairs with the consumers' CAS history through the
-            // slot sequences; a stale claim below read_pos is settled.
-            let read = region.consumer_line().read_pos.load(Ordering::Acquire);
-            if stale != 0 && (read.wrapping_sub(stale) as i64) < 0 {
+            if !settle_claim(&region, index) {
                 // The previous owner died holding a claim nobody has skipped
                 // yet: keep the evidence until a consumer resolves it.
                 return Err(LayoutError::RegistryEntry { index, reason: "holds an unresolved claim" });
             }
-            e.claim.store(0, Ordering::Relaxed);
-            e.role.store(ROLE_PRODUCER, Ordering::Relaxed);
+            if let Some(e) = region.registry(index) {
+                // Relaxed: the transport took this entry under its lock.
+                e.role.store(ROLE_PRODUCER, Ordering::Relaxed);
+            }
         }
         let mask = region.capacity() - 1;
         let waker = Waker::new(&region.wait_line().data);
@@ -186,6 +181,26 @@ impl<T: Pod> MpmcProducer<T> {
     pub fn wake_peer(&self) {
         wait::ring(&self.region.wait_line().data);
     }
+}
+
+/// Makes registry entry `index` ready for a new owner (who holds its lock):
+/// true if it holds no claim, or a settled one (its position was consumed
+/// or skipped), which is cleared; false if its claim may still wedge the
+/// consumers, or the index is out of range.
+pub fn settle_claim(region: &Region, index: usize) -> bool {
+    let Some(e) = region.registry(index) else { return false };
+    // Relaxed: the caller holds the entry's lock, taken after the previous
+    // owner's death (the kernel orders the two).
+    let stale = e.claim.load(Ordering::Relaxed);
+    // Acquire: pairs with the consumers' sequence releases; a read position
+    // past the claim means it was consumed or skipped.
+    let read = region.consumer_line().read_pos.load(Ordering::Acquire);
+    if stale != 0 && (read.wrapping_sub(stale) as i64) < 0 {
+        return false;
+    }
+    // Relaxed: nobody else writes an entry whose lock we hold.
+    e.claim.store(0, Ordering::Relaxed);
+    true
 }
 
 /// A claimed, uncommitted slot holding up every consumer.

@@ -83,10 +83,17 @@ impl Endpoint {
                 let mut taken = None;
                 for i in 0..REGISTRY_ENTRIES {
                     let byte = (REGISTRY_OFFSET + i * 128) as u64;
-                    if seg.try_lock(byte)? {
+                    if !seg.try_lock(byte)? {
+                        continue;
+                    }
+                    // An entry whose dead owner still holds an unresolved
+                    // claim is the evidence a consumer needs to unwedge the
+                    // ring: leave it alone and take another.
+                    if shmlane_ring::mpmc::settle_claim(&seg.region, i) {
                         taken = Some((byte, i));
                         break;
                     }
+                    seg.unlock(byte);
                 }
                 let (byte, i) = taken.ok_or_else(|| OpenError::TooManyHandles { path: seg.path.clone() })?;
                 (byte, Some(i))
@@ -116,12 +123,9 @@ impl Endpoint {
     /// it now. Probes (one or a few fcntl calls) at most every
     /// [`PROBE_EVERY`] unless `force`.
     pub(crate) fn peer_gone(&mut self, force: bool) -> bool {
-        if self.peer_gone {
-            return true;
-        }
         let now = Instant::now();
         if !force && self.last_probe.is_some_and(|t| now.duration_since(t) < PROBE_EVERY) {
-            return false;
+            return self.peer_gone;
         }
         self.last_probe = Some(now);
         let live = self.seg.region.liveness();

@@ -115,7 +115,10 @@ fn open_file(path: &Path, opts: &Options, create: bool) -> Result<File, OpenErro
     })?;
     if create {
         // The umask may have narrowed the mode; set exactly what was asked.
-        nix::sys::stat::fchmod(&fd, mode).map_err(|e| io_err("fchmod", path, e))?;
+        if let Err(e) = nix::sys::stat::fchmod(&fd, mode) {
+            let _ = unlink(path, opts.dir.as_deref());
+            return Err(io_err("fchmod", path, e));
+        }
     }
     Ok(File::from(fd))
 }
