@@ -75,6 +75,20 @@ pub trait Transport {
         &[Mode::Rtt, Mode::Stream]
     }
 
+    /// What a reader of the table must know about how this transport is
+    /// driven (batching, zero copy, what its accounting counts), if anything.
+    fn note(&self) -> Option<String> {
+        None
+    }
+
+    /// Why this transport cannot carry `size`-byte messages, or `None` if it
+    /// can. The plan skips such sizes and says so in the notes (for example
+    /// typed rings, whose message type is chosen at compile time).
+    fn unsupported(&self, size: usize) -> Option<String> {
+        let _ = size;
+        None
+    }
+
     /// Creates what both processes must share (pipes, sockets, a listening
     /// socket, a shared-memory segment) for messages of exactly `size` bytes.
     fn prepare(&self, mode: Mode, size: usize) -> Result<Box<dyn Prepared>>;
@@ -111,6 +125,14 @@ pub trait Endpoint {
     fn recv_with(&mut self, scratch: &mut [u8], check: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
         self.recv(scratch)?;
         check(scratch)
+    }
+
+    /// Delivers whatever a streaming sender still holds back. A transport
+    /// that gathers messages to publish them in batches (one index update per
+    /// batch) keeps up to a batch here; the harness calls this once, after the
+    /// sender's last message. The default holds nothing back.
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
     }
 
     /// System calls this endpoint has made so far, if it counts them
@@ -367,6 +389,8 @@ fn sender(prepared: Box<dyn Prepared>, ctrl: &Ctrl, size: usize) -> Result<Child
             break;
         }
     }
+    // A batching endpoint may still hold the last messages the receiver's drain waits for.
+    ep.flush()?;
     Ok(ChildStats { msgs: seq, usage: Usage::now().since(start), syscalls: sub(ep.syscalls(), sys0) })
 }
 

@@ -12,7 +12,10 @@
 //! To add a transport, implement [`Transport`] (state created before `fork`),
 //! [`Prepared`] (each process's copy becomes an endpoint) and [`Endpoint`]
 //! (send and receive whole fixed-size messages), and return it from
-//! [`transports`].
+//! [`transports`]. Optional hooks: zero-copy `send_with`/`recv_with`, a
+//! `flush` for a sender that batches, a `syscalls` count, a `note` for the
+//! report, and `unsupported` sizes (skipped with a note). The shmlane
+//! transports themselves are in `shmlane.rs` ([`ShmlaneTransport`]).
 
 mod chart;
 mod error;
@@ -21,9 +24,11 @@ mod limits;
 mod process;
 mod report;
 mod run;
+mod shmlane;
 mod sys;
 mod transports;
 
+pub use self::shmlane::{Msg, ShmlaneTransport, TYPED_SIZES};
 pub use chart::write_chart;
 pub use error::{BenchError, Result};
 pub use harness::{
@@ -43,9 +48,11 @@ pub fn transports() -> Vec<Box<dyn Transport>> {
     for t in FdTransport::all() {
         all.push(Box::new(t));
     }
-    // shmlane transports plug in here: push one `Box<dyn Transport>` per
-    // variant (e.g. "shmlane-spin", "shmlane-park"), with `Kind::Spinning` or
-    // `Kind::Blocking` so each is compared with the pipe of its kind.
+    // shmlane: spinning variants are compared with `pipe-spin`, the parking
+    // one with `pipe`.
+    for t in ShmlaneTransport::all() {
+        all.push(Box::new(t));
+    }
     all.push(Box::new(CrossCoreCopy));
     all
 }

@@ -77,6 +77,11 @@ pub struct Record {
     pub vs_memcpy: Option<f64>,
     /// stream: bytes/s / `cross-core-copy` bytes/s of the same size.
     pub vs_cross_core_copy: Option<f64>,
+    /// stream: mean core-to-core probe (ns) of the `cross-core-copy`
+    /// measurement `vs_cross_core_copy` divides by. Both are bound by the
+    /// same cache-line traffic, so the ratio only means something when this
+    /// is close to [`Record::c2c_ns`] (the table notes when it is not).
+    pub xcopy_c2c_ns: Option<f64>,
     /// Why the measurement failed.
     pub error: Option<String>,
 }
@@ -112,6 +117,7 @@ impl Record {
             vs_pipe: None,
             vs_memcpy: None,
             vs_cross_core_copy: None,
+            xcopy_c2c_ns: None,
             error: None,
         }
     }
@@ -202,14 +208,16 @@ pub fn compute_ratios(records: &mut [Record]) {
             Mode::Stream => {
                 r.vs_pipe = ratio(r.msgs_per_s, pipe.and_then(|p| p.msgs_per_s));
                 r.vs_memcpy = ratio(r.bytes_per_s, find("memcpy", Mode::Stream, r.size).and_then(|m| m.bytes_per_s));
-                r.vs_cross_core_copy =
-                    ratio(r.bytes_per_s, find("cross-core-copy", Mode::Stream, r.size).and_then(|m| m.bytes_per_s));
+                let xcopy = find("cross-core-copy", Mode::Stream, r.size);
+                r.vs_cross_core_copy = ratio(r.bytes_per_s, xcopy.and_then(|m| m.bytes_per_s));
+                r.xcopy_c2c_ns = r.vs_cross_core_copy.and(xcopy.and_then(Record::c2c_ns));
             }
         }
         if crate::LIMITS.contains(&r.transport.as_str()) {
             r.vs_pipe = None;
             r.vs_memcpy = None;
             r.vs_cross_core_copy = None;
+            r.xcopy_c2c_ns = None;
         }
     }
 }
@@ -307,6 +315,11 @@ fn notes_of(r: &Record) -> String {
     }
     if r.c2c_moved == Some(true) {
         notes.push("vCPU placement moved".to_owned());
+    }
+    if let (Some(x), Some(own)) = (r.xcopy_c2c_ns, r.c2c_ns()) {
+        if x.max(own) / x.min(own).max(1.0) > C2C_MOVED_FACTOR {
+            notes.push(format!("/xcopy across placements: xcopy ran at c2c {x:.0} ns"));
+        }
     }
     if let Some(m) = r.bytes_per_s_median {
         notes.push(format!("best of runs; median {}", fmt_rate(m, "B/s")));
@@ -479,7 +492,8 @@ pub fn render_table(outcome: &Outcome) -> String {
         "\n/c2c: p50 over the core-to-core round trip measured just before and after (c2c ns: before/after).\n\
          /pipe: against the pipe of the same kind (blocking vs `pipe`, spinning vs `pipe-spin`); \
          rtt: lower is better, stream: higher is better.\n\
-         /memcpy, /xcopy: bytes/s over one-core memcpy and over cross-core-copy (what crossing cores allows).\n\
+         /memcpy, /xcopy: bytes/s over one-core memcpy and over cross-core-copy (what crossing cores allows; \
+         only comparable at the same vCPU placement, noted when the two ran at different c2c ns).\n\
          sys: system calls counted by the endpoints; sleeps: voluntary context switches (getrusage), \
          both processes, per message or round trip.\n\
          Run time: {:.1} s.",

@@ -69,7 +69,8 @@ impl Timing {
                 probe: C2cWindow { warmup_count: 500, count: 20_000, max_time: Duration::from_millis(15) },
                 memcpy_runs: 5,
                 memcpy_run: Duration::from_millis(4),
-                overhead: Duration::from_millis(50),
+                // Measured: ~95 ms per measurement (fork, attach, drain, two probes).
+                overhead: Duration::from_millis(100),
             }
         } else {
             Self {
@@ -116,6 +117,10 @@ pub struct Plan<'a> {
     pub timing: Timing,
     /// Expected duration of the whole run.
     pub estimate: Duration,
+    /// Notes of the selected transports ([`Transport::note`]) and the
+    /// transport x size pairs left out because the transport cannot carry
+    /// that size ([`Transport::unsupported`]).
+    pub notes: Vec<String>,
 }
 
 /// Message sizes above this are refused (a pipe message of 16 MiB already
@@ -139,14 +144,30 @@ pub fn plan<'a>(cfg: &BenchConfig, transports: &'a [Box<dyn Transport>]) -> Resu
             return Err(BenchError::other(format!("unknown transport {bad:?}; known: {}", known.join(", "))));
         }
     }
-    let items: Vec<PlanItem<'a>> = transports
+    let selected: Vec<&'a dyn Transport> = transports
         .iter()
         .filter(|t| cfg.only.as_ref().is_none_or(|only| only.iter().any(|n| n == t.name())))
-        .flat_map(|t| {
+        .map(|t| &**t)
+        .collect();
+    let mut notes: Vec<String> = selected.iter().filter_map(|t| Some(format!("{}: {}", t.name(), t.note()?))).collect();
+    for t in &selected {
+        for &size in &sizes {
+            if let Some(why) = t.unsupported(size) {
+                notes.push(format!("{} {size} B skipped: {why}", t.name()));
+            }
+        }
+    }
+    let items: Vec<PlanItem<'a>> = selected
+        .iter()
+        .flat_map(|&t| {
             let sizes = &sizes;
-            t.modes()
-                .iter()
-                .flat_map(move |&mode| sizes.iter().map(move |&size| PlanItem { transport: &**t, mode, size }))
+            t.modes().iter().flat_map(move |&mode| {
+                sizes.iter().filter(move |&&size| t.unsupported(size).is_none()).map(move |&size| PlanItem {
+                    transport: t,
+                    mode,
+                    size,
+                })
+            })
         })
         .collect();
     let timing = Timing::new(cfg.quick);
@@ -162,7 +183,7 @@ pub fn plan<'a>(cfg: &BenchConfig, transports: &'a [Box<dyn Transport>]) -> Resu
     };
     let estimate = fixed + (per_item_fixed + measure) * items.len() as u32;
     let window = Window { warmup: timing.warmup, measure, max_count: 50_000_000 };
-    Ok(Plan { items, sizes, window, timing, estimate })
+    Ok(Plan { items, sizes, window, timing, estimate, notes })
 }
 
 fn is_limit_name(name: &str) -> bool {
@@ -219,6 +240,7 @@ pub fn run(plan: &Plan<'_>, progress: bool) -> Result<Outcome> {
         plan.window.measure.as_millis(),
         plan.estimate.as_secs_f64()
     ));
+    notes.extend(plan.notes.iter().cloned());
     let guard = SignalGuard::install()?;
     let result = run_inner(plan, cpus, progress);
     drop(guard);

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use shmlane_benches::{
     BenchError, C2cWindow, CpuPair, CrossCoreCopy, Endpoint, FdTransport, Kind, Mode, Prepared, Result, Role,
-    Transport, Window, check_message, choose_cpus, core_to_core, fill_message, memcpy, pin_to, run_rtt, run_stream,
+    ShmlaneTransport, Transport, Window, check_message, choose_cpus, core_to_core, fill_message, memcpy, pin_to,
+    run_rtt, run_stream,
 };
 
 fn window() -> Window {
@@ -94,6 +95,22 @@ impl Endpoint for BrokenEndpoint {
     fn recv(&mut self, buf: &mut [u8]) -> Result<()> {
         self.inner.recv(buf)
     }
+    fn flush(&mut self) -> Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Segments this process (the parent of every measurement) named and left in `/dev/shm`.
+fn leftover_segments() -> Vec<String> {
+    let prefix = format!("shmlane-bench-{}-", std::process::id());
+    std::fs::read_dir("/dev/shm")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn all_transports_work(cpus: CpuPair) {
@@ -102,10 +119,21 @@ fn all_transports_work(cpus: CpuPair) {
         transports.push(Box::new(t));
     }
     transports.push(Box::new(CrossCoreCopy));
+    for t in ShmlaneTransport::all() {
+        transports.push(Box::new(t));
+    }
     // 1 and 13: shorter than a word and a partial word; 200 KiB: more than a
-    // pipe or socket buffer, so sends and receives are split.
+    // pipe or socket buffer, so sends and receives are split. 8 and 64 KiB:
+    // the smallest and largest typed shmlane messages.
     for t in &transports {
-        for size in [1usize, 13, 64, 200 * 1024] {
+        for size in [1usize, 8, 13, 64, 65536, 200 * 1024] {
+            if t.unsupported(size).is_some() {
+                assert!(t.name().starts_with("shmlane-") && t.name() != "shmlane-bytes", "{} {size}", t.name());
+                continue;
+            }
+            if matches!(size, 8 | 65536) && !t.name().starts_with("shmlane-") {
+                continue;
+            }
             if t.modes().contains(&Mode::Rtt) {
                 let r = run_rtt(&**t, size, window(), cpus).unwrap_or_else(|e| panic!("{} rtt {size}: {e}", t.name()));
                 assert!(!r.hist.is_empty() && r.local.msgs == r.hist.len(), "{} rtt {size}", t.name());
@@ -118,11 +146,19 @@ fn all_transports_work(cpus: CpuPair) {
             assert!(r.msgs_per_s() > 0.0);
         }
     }
+    assert_eq!(leftover_segments(), Vec::<String>::new(), "shmlane segments left in /dev/shm");
 }
 
 fn wrong_transports_fail(cpus: CpuPair) {
     for damage in [Damage::Drop, Damage::Tear] {
-        for inner in [Box::new(FdTransport::pipe(false)) as Box<dyn Transport>, Box::new(CrossCoreCopy)] {
+        for inner in [
+            Box::new(FdTransport::pipe(false)) as Box<dyn Transport>,
+            Box::new(CrossCoreCopy),
+            Box::new(ShmlaneTransport::spsc()),
+            Box::new(ShmlaneTransport::park()),
+            Box::new(ShmlaneTransport::bytes()),
+            Box::new(ShmlaneTransport::mpmc()),
+        ] {
             let broken = Broken { inner, damage };
             match run_stream(&broken, 64, window(), cpus) {
                 Err(BenchError::Corrupt { seq: 299, .. }) => {}
@@ -132,8 +168,11 @@ fn wrong_transports_fail(cpus: CpuPair) {
         }
     }
     // Round trip: the pinger checks the echo.
-    let broken = Broken { inner: Box::new(FdTransport::unix(false)), damage: Damage::Tear };
-    assert!(run_rtt(&broken, 64, window(), cpus).is_err());
+    for inner in [Box::new(FdTransport::unix(false)) as Box<dyn Transport>, Box::new(ShmlaneTransport::spsc())] {
+        let broken = Broken { inner, damage: Damage::Tear };
+        assert!(run_rtt(&broken, 64, window(), cpus).is_err());
+    }
+    assert_eq!(leftover_segments(), Vec::<String>::new(), "shmlane segments left in /dev/shm");
 }
 
 fn limits_work(cpus: CpuPair) {
@@ -146,6 +185,19 @@ fn limits_work(cpus: CpuPair) {
 
 #[test]
 fn harness() {
+    // Typed shmlane messages of 64 KiB travel by value; an unoptimised build
+    // keeps several copies on the stack at once, more than a test thread's
+    // default 2 MiB. Forking from this thread is as safe as from the test's.
+    std::thread::Builder::new()
+        .name("harness".into())
+        .stack_size(64 << 20)
+        .spawn(harness_body)
+        .expect("spawn")
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e));
+}
+
+fn harness_body() {
     message_checks();
     let cpus = choose_cpus().expect("affinity");
     if let Some((a, _)) = cpus {
