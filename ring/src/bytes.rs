@@ -278,10 +278,10 @@ impl Grant<'_> {
 impl std::ops::Deref for Grant<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: the payload range [offset + 8, offset + 8 + len) lies in the
-        // data area (try_prepare checked it fits before the end) and is
-        // reserved for this producer until commit; the consumer does not read
-        // beyond write_pos.
+        // Bounds: try_prepare checked [offset + 8, offset + 8 + len) fits
+        // before the end of the data area.
+        // SAFETY: that range is in the region and reserved for this producer
+        // until commit; the consumer never reads beyond write_pos.
         unsafe {
             std::slice::from_raw_parts(
                 self.producer.region.data_ptr(self.reservation.offset + RECORD_HEADER),

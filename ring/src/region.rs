@@ -353,10 +353,9 @@ impl Inner {
     /// layout places there (checked by the layout asserts).
     #[inline(always)]
     unsafe fn at<T>(&self, offset: usize) -> &T {
-        // SAFETY: the caller names a layout offset below SLOTS_OFFSET, which
-        // `wrap` checked lies inside the memory; the memory is 4096-aligned
-        // and every line offset is 128-aligned, so the reference is aligned;
-        // the types there hold only atomics, valid for any bytes.
+        // `wrap` checked SLOTS_OFFSET lies inside the 4096-aligned memory and
+        // every line offset is 128-aligned; the types there are all atomics.
+        // SAFETY: in bounds, aligned, and any bytes are a valid T (caller's offset).
         unsafe { &*(self.base.add(offset) as *const T) }
     }
 

@@ -62,10 +62,9 @@ mod imp {
             tv_nsec: d.subsec_nanos() as libc::c_long,
         });
         let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
-        // SAFETY: `word` is a live, aligned `AtomicU32` for the duration of the
-        // call (borrowed), `ts_ptr` is null or points at `ts` on this stack
-        // frame, and FUTEX_WAIT reads only those two. The kernel compares the
-        // word atomically with `expected`, so no Rust-level access races.
+        // The kernel compares the word atomically with `expected`.
+        // SAFETY: `word` is a live aligned AtomicU32 (borrowed) and `ts_ptr` is
+        // null or points at `ts` on this frame; FUTEX_WAIT reads only those.
         let rc = unsafe {
             libc::syscall(
                 libc::SYS_futex,
