@@ -232,10 +232,7 @@ pub enum ReserveError {
 
 impl From<shmlane_ring::ReserveError> for ReserveError {
     fn from(e: shmlane_ring::ReserveError) -> Self {
-        match e {
-            shmlane_ring::ReserveError::TooLarge { len, max } => Self::TooLarge { len, max },
-            shmlane_ring::ReserveError::Corrupted(c) => Self::Corrupted(c),
-        }
+        Stop::from(e).into()
     }
 }
 
