@@ -26,3 +26,30 @@ fn ping_pong_runs_and_cleans_up() {
     assert!(stdout.contains("2000 round trips"), "{stdout}");
     assert!(shm_entries("ping-pong-").is_empty(), "segments left behind: {:?}", shm_entries("ping-pong-"));
 }
+
+#[test]
+fn market_data_runs_and_cleans_up() {
+    // 0.5 s, 2 strategies, 50,000 quotes/s per ring.
+    let out = Command::new(example("market_data")).args(["0.5", "2", "50000"]).output().expect("run market_data");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "market_data failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("feed: all 2 strategies ok"), "{stdout}");
+    for s in ["strategy s0:", "strategy s1:"] {
+        let line = stdout.lines().find(|l| l.starts_with(s)).unwrap_or_else(|| panic!("no {s} line: {stdout}"));
+        assert!(line.contains("seq ok") && line.contains("p99.9"), "{line}");
+    }
+    assert!(shm_entries("market-data-").is_empty(), "segments left behind: {:?}", shm_entries("market-data-"));
+}
+
+#[test]
+fn telemetry_runs_detects_the_killed_worker_and_cleans_up() {
+    // 3 workers for 1 s; the collector SIGKILLs worker 2 after 0.3 s.
+    let out = Command::new(example("telemetry")).args(["3", "1", "0.3"]).output().expect("run telemetry");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "telemetry failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("worker 2 died (Disconnected) after"), "{stdout}");
+    assert!(stdout.contains("worker 0 finished (Disconnected) after"), "{stdout}");
+    assert!(stdout.contains("worker 1 finished (Disconnected) after"), "{stdout}");
+    assert!(stdout.contains("collector: all 3 rings disconnected"), "{stdout}");
+    assert!(shm_entries("telemetry-").is_empty(), "segments left behind: {:?}", shm_entries("telemetry-"));
+}
