@@ -56,7 +56,7 @@ fn json_of(info: &SegmentInfo) -> String {
     format!(
         concat!(
             "{{\"name\":{:?},\"path\":{:?},\"flavor\":\"{}\",\"capacity\":{},\"msg_size\":{},\"msg_align\":{},",
-            "\"schema_id\":{},\"len_bytes\":{},\"write_pos\":{},\"read_pos\":{},\"fill\":{},",
+            "\"schema_id\":{},\"len_bytes\":{},\"write_pos\":{},\"read_pos\":{},\"fill\":{},\"lag\":{},",
             "\"producer\":\"{}\",\"consumer\":\"{}\",\"creator_pid\":{},\"creator_uid\":{},\"skipped\":{},\"valid\":true}}"
         ),
         info.name,
@@ -69,6 +69,7 @@ fn json_of(info: &SegmentInfo) -> String {
         info.len_bytes,
         info.positions.0,
         info.positions.1,
+        info.fill,
         info.fill,
         role(info.producer),
         role(info.consumer),
