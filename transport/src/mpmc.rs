@@ -153,6 +153,11 @@ impl<T: Pod> MpmcConsumer<T> {
     }
 
     fn recv_until(&mut self, deadline: Option<std::time::Instant>) -> Result<T, RecvError> {
+        // Fast path first: the unblocker's view (an Arc clone and a layout
+        // check) is only needed once we have to wait.
+        if let Some(v) = self.ring.try_pop()? {
+            return Ok(v);
+        }
         let view =
             shmlane_ring::MpmcConsumer::<T>::attach(self.ep.seg.region.clone()).map_err(|_| RecvError::Disconnected)?;
         let Self { ring, ep } = self;
