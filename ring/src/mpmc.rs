@@ -99,7 +99,13 @@ impl<T: Pod> MpmcProducer<T> {
             // Acquire: pairs with the consumer's Release store of `pos` (as
             // `old + capacity`) in `try_pop`: its read of the slot is done.
             let seq = self.region.slot_seq(slot).load(Ordering::Acquire);
-            match seq.wrapping_sub(pos) as i64 {
+            // A slot skipped for a dead claimer that no consumer has passed
+            // yet reads `p + 1 | SKIPPED`; to a producer it is what a commit
+            // of `p` is: taken until a consumer passes it (full, when `p` is
+            // the previous lap). Without the mask the bit made it look like a
+            // later lap, i.e. corruption. `p + 1 == pos` is impossible, as
+            // the capacity is at least 2.
+            match (seq & !SKIPPED).wrapping_sub(pos) as i64 {
                 0 => {
                     if let Some(claim) = claim {
                         // Relaxed: published by the AcqRel CAS below to a
