@@ -16,7 +16,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use shmlane::WaitStrategy;
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -61,10 +61,21 @@ pub struct Child {
 /// Re-spawns this test binary as a child playing `role`, with `vars`
 /// passed as `SHMLANE_TEST_<KEY>`.
 pub fn spawn(role: &str, vars: &[(&str, String)]) -> Child {
+    spawn_via(role, vars, |exe, args| {
+        let mut cmd = Command::new(exe);
+        cmd.args(args);
+        cmd
+    })
+}
+
+/// As [`spawn`], but `wrap` builds the command from the test binary's path
+/// and arguments, to run it through another program (say, `unshare` for a
+/// private mount namespace). The role and variables are added to whatever
+/// `wrap` returns; they reach the test binary through the environment.
+pub fn spawn_via(role: &str, vars: &[(&str, String)], wrap: impl FnOnce(&Path, &[&str]) -> Command) -> Child {
     let exe = std::env::current_exe().expect("path of the test binary");
-    let mut cmd = Command::new(exe);
-    cmd.args(["--exact", CHILD_ENTRY, "--nocapture", "--test-threads=1"])
-        .env(ROLE_ENV, role)
+    let mut cmd = wrap(&exe, &["--exact", CHILD_ENTRY, "--nocapture", "--test-threads=1"]);
+    cmd.env(ROLE_ENV, role)
         .stdin(Stdio::null())
         // The harness chatter goes nowhere; a child's panic message goes to
         // our stderr.
