@@ -33,6 +33,11 @@ pub const SKIPPED: u64 = 1 << 63;
 pub const ROLE_PRODUCER: u32 = 1;
 /// Registry role value of an MPMC consumer.
 pub const ROLE_CONSUMER: u32 = 2;
+/// Positions at or beyond this are corruption: sequence words hold
+/// `pos + capacity` and use bit 63 as [`SKIPPED`], so an honest ring stays
+/// far below (2^62 messages is 146 years at 1 GHz) and a hostile position
+/// up there must not be mistaken for a skip.
+pub const MAX_POS: u64 = 1 << 62;
 
 /// The producing half of an MPMC ring; any number may exist.
 pub struct MpmcProducer<T> {
@@ -95,6 +100,9 @@ impl<T: Pod> MpmcProducer<T> {
         // Relaxed: a hint; the CAS below decides.
         let mut pos = line.write_pos.load(Ordering::Relaxed);
         let slot = loop {
+            if pos >= MAX_POS {
+                return Err(Corruption::Positions { write: pos, read: 0, capacity: self.mask + 1 });
+            }
             let slot = (pos & self.mask) as usize;
             // Acquire: pairs with the consumer's Release store of `pos` (as
             // `old + capacity`) in `try_pop`: its read of the slot is done.
@@ -265,6 +273,9 @@ impl<T: Pod> MpmcConsumer<T> {
         // Relaxed: a hint; the CAS below decides.
         let mut pos = line.read_pos.load(Ordering::Relaxed);
         loop {
+            if pos >= MAX_POS {
+                return Err(Corruption::Positions { write: 0, read: pos, capacity });
+            }
             let slot = (pos & self.mask) as usize;
             // Acquire: pairs with the producer's Release store of `pos + 1`.
             let seq = self.region.slot_seq(slot).load(Ordering::Acquire);

@@ -566,11 +566,8 @@ static SCENARIOS: &[Scenario] = &[
         Kind::Mpmc,
         TX_FIRST,
         |t, _| t.put(WRITE_POS, t.w().wrapping_sub(1000)),
-        |c, r| {
-            r.error_where("tx:Sequence at w - 1000", |e| {
-                e.starts_with(&format!("tx:Sequence {{ pos: {}, ", c.w.wrapping_sub(1000)))
-            })
-        },
+        // Behind 0, i.e. past 2^62: refused before any slot is read.
+        |c, r| r.error(&format!("tx:Positions {{ write: {}, read: 0, capacity: {FIXED_CAP} }}", c.w.wrapping_sub(1000))),
     ),
     // Undetectable in v1: a producer cannot tell write_pos pushed ahead from
     // a full ring (it never reads read_pos). Messages in flight still arrive.
@@ -589,11 +586,8 @@ static SCENARIOS: &[Scenario] = &[
         Kind::Mpmc,
         RX_FIRST,
         |t, _| t.put(READ_POS, t.r().wrapping_sub(1000)),
-        |c, r| {
-            r.error_where("rx:Sequence at r - 1000", |e| {
-                e.starts_with(&format!("rx:Sequence {{ pos: {}, ", c.r.wrapping_sub(1000)))
-            })
-        },
+        // Behind 0, i.e. past 2^62: refused before any slot is read.
+        |c, r| r.error(&format!("rx:Positions {{ write: 0, read: {}, capacity: {FIXED_CAP} }}", c.r.wrapping_sub(1000))),
     ),
     // Undetectable likewise: read_pos pushed ahead reads as an empty ring.
     paused(
@@ -614,11 +608,8 @@ static SCENARIOS: &[Scenario] = &[
             t.put(WRITE_POS, u64::MAX - 2);
             t.put(READ_POS, u64::MAX - 2);
         },
-        |_, r| {
-            r.error_where("tx:Sequence at MAX - 2", |e| {
-                e.starts_with(&format!("tx:Sequence {{ pos: {}, ", u64::MAX - 2))
-            })
-        },
+        // Positions at or past 2^62 are refused before any slot is read.
+        |_, r| r.error(&format!("tx:Positions {{ write: {}, read: 0, capacity: {FIXED_CAP} }}", u64::MAX - 2)),
     ),
     // A forged claim in a free (unlocked, so "dead") registry entry, plus a
     // write_pos bump: consumers see a stall with only dead claimants and skip
@@ -659,11 +650,10 @@ static SCENARIOS: &[Scenario] = &[
         },
     ),
     // MPMC cannot run at positions >= 2^63: `SKIPPED` is bit 63 of the
-    // sequence word, so there a commit reads as a skip (consumers drop it)
-    // and a free slot as a far-behind lap (producers find the ring full).
-    // Unreachable honestly (2^63 messages), reachable by a hostile writer:
-    // the ring stops delivering, but no wrong message is accepted, nothing
-    // panics or hangs.
+    // sequence word, so there a commit would read as a skip. Positions at
+    // or past 2^62 (`MAX_POS`, unreachable honestly) are refused as
+    // `Positions` before any slot is read: no wrong message is accepted,
+    // nothing panics or hangs.
     at_rest(
         "mpmc_at_positions_past_2_63",
         Kind::Mpmc,
