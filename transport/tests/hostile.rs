@@ -567,7 +567,9 @@ static SCENARIOS: &[Scenario] = &[
         TX_FIRST,
         |t, _| t.put(WRITE_POS, t.w().wrapping_sub(1000)),
         // Behind 0, i.e. past 2^62: refused before any slot is read.
-        |c, r| r.error(&format!("tx:Positions {{ write: {}, read: 0, capacity: {FIXED_CAP} }}", c.w.wrapping_sub(1000))),
+        |c, r| {
+            r.error(&format!("tx:Positions {{ write: {}, read: 0, capacity: {FIXED_CAP} }}", c.w.wrapping_sub(1000)))
+        },
     ),
     // Undetectable in v1: a producer cannot tell write_pos pushed ahead from
     // a full ring (it never reads read_pos). Messages in flight still arrive.
@@ -587,7 +589,9 @@ static SCENARIOS: &[Scenario] = &[
         RX_FIRST,
         |t, _| t.put(READ_POS, t.r().wrapping_sub(1000)),
         // Behind 0, i.e. past 2^62: refused before any slot is read.
-        |c, r| r.error(&format!("rx:Positions {{ write: 0, read: {}, capacity: {FIXED_CAP} }}", c.r.wrapping_sub(1000))),
+        |c, r| {
+            r.error(&format!("rx:Positions {{ write: 0, read: {}, capacity: {FIXED_CAP} }}", c.r.wrapping_sub(1000)))
+        },
     ),
     // Undetectable likewise: read_pos pushed ahead reads as an empty ring.
     paused(
