@@ -43,6 +43,8 @@ pub mod mpmc;
 mod region;
 pub mod spsc;
 mod sync;
+#[doc(hidden)]
+pub mod testing;
 pub mod wait;
 
 pub use bytes::{ByteConsumer, ByteProducer, Grant, ReadGuard, ReserveError};
