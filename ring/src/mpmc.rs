@@ -33,6 +33,8 @@ pub const SKIPPED: u64 = 1 << 63;
 pub const ROLE_PRODUCER: u32 = 1;
 /// Registry role value of an MPMC consumer.
 pub const ROLE_CONSUMER: u32 = 2;
+/// Registry role of a broadcast reader (informational, for `ls`).
+pub const ROLE_READER: u32 = 3;
 
 /// The producing half of an MPMC ring; any number may exist.
 pub struct MpmcProducer<T> {
