@@ -1,40 +1,45 @@
 //! Market-data fan-out: one feed process publishes typed quotes to N strategy
-//! processes, one SPSC ring per strategy.
+//! processes through one broadcast ring: each quote is written once, and
+//! every strategy reads it from its own cursor.
 //!
 //! ```sh
 //! cargo run --release -p shmlane-examples --example market_data
-//! # optional arguments: [seconds=3] [strategies=3] [quotes/s per ring=200000, 0 = unpaced]
+//! # optional arguments: [seconds=3] [strategies=3] [quotes/s=200000, 0 = unpaced]
 //! cargo run --release -p shmlane-examples --example market_data -- 1 2 0
 //! ```
 //!
 //! What it shows:
-//! - a `#[repr(C)]` `bytemuck::Pod` message (`Quote`) sent by value through
-//!   shared memory: `Producer::<Quote>::create` in the feed, one segment per
-//!   strategy, `Consumer::<Quote>::open` in each strategy;
+//! - a `#[repr(C)]` `bytemuck::Pod` message (`Quote`) published by value
+//!   through shared memory: `BroadcastProducer::<Quote>::create` in the
+//!   feed, `BroadcastConsumer::<Quote>::open` in each strategy;
+//! - a feed that never waits for its readers: a strategy that falls more
+//!   than a ring behind is told how many quotes it lost
+//!   (`RecvError::Lagged(n)`) and continues at the oldest quote still there;
 //! - end-to-end latency measured across processes: the feed stamps each quote
 //!   with `CLOCK_MONOTONIC`, which every process on the host shares;
-//! - shutdown by dropping the producers: each strategy drains its ring, gets
-//!   `RecvError::Disconnected` and exits;
+//! - shutdown by dropping the producer: each strategy reads what is left,
+//!   gets `RecvError::Disconnected` and exits;
 //! - `WaitStrategy::SpinThenPark`, so four processes share a 2-core machine
 //!   without each burning a core while idle.
 //!
-//! What to expect (~3 s): the feed starts its strategies, publishes 200,000
-//! quotes/s to each for 3 s (600,000 quotes per strategy), then each strategy
-//! prints one line (count, sequence check, messages/s, latency
-//! p50/p99/p99.9/max) and the feed prints a summary. Exit status 0; nothing
-//! is left in /dev/shm (the feed's producers remove their segments when they
-//! drop). Latency is in microseconds on an idle machine, more on a loaded or
-//! 2-core one (a strategy that parked must be woken). Unpaced (`-- 3 3 0`)
-//! the feed goes as fast as the slowest strategy and latency becomes queueing
-//! time in the 4096-slot ring: milliseconds.
+//! What to expect (~3 s): the feed starts its strategies, waits until they
+//! are attached, publishes 200,000 quotes/s for 3 s, then each strategy
+//! prints one line (count, sequence check, quotes lost to lag, messages/s,
+//! latency p50/p99/p99.9/max) and the feed prints a summary. Exit status 0;
+//! nothing is left in /dev/shm. Latency is in microseconds on an idle
+//! machine, more on a loaded or 2-core one (a strategy that parked must be
+//! woken). Unpaced (`-- 3 3 0`) the feed runs flat out and strategies that
+//! cannot keep up report lost quotes instead of slowing the feed.
 
 use hdrhistogram::Histogram;
-use shmlane::{Consumer, Options, Producer, RecvError, SendError, WaitStrategy};
+use shmlane::{BroadcastConsumer, BroadcastProducer, Options, RecvError, RoleState, WaitStrategy};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const WAIT: WaitStrategy = WaitStrategy::SpinThenPark { spins: 10_000 };
-const CAPACITY: u64 = 4096;
+/// Quotes the ring holds: how far a strategy may fall behind before it
+/// loses quotes (64 Ki × 64-byte slots = 4 MiB).
+const CAPACITY: u64 = 1 << 16;
 
 /// One top-of-book quote. `repr(C)` with no implicit padding, so it is `Pod`
 /// and the same bytes mean the same thing in every process.
@@ -45,7 +50,7 @@ struct Quote {
     bid_size: u32,
     ask_size: u32,
     _pad: u32,
-    /// Per-ring sequence number, 0, 1, 2, ... (checked by the strategy).
+    /// Sequence number, 0, 1, 2, ... (checked by the strategy).
     seq: u64,
     /// Prices in ticks (fixed point: 1 tick = 0.0001).
     bid: i64,
@@ -79,21 +84,29 @@ fn main() -> Res<()> {
 }
 
 fn feed(duration: Duration, strategies: usize, rate: f64) -> Res<()> {
-    let prefix = format!("market-data-{}", std::process::id());
-    let opts = Options::new().capacity(CAPACITY).wait(WAIT);
-    let mut txs = Vec::with_capacity(strategies);
-    let mut children: Vec<Child> = Vec::with_capacity(strategies);
+    let name = format!("market-data-{}", std::process::id());
+    let mut tx = BroadcastProducer::<Quote>::create(&name, Options::new().capacity(CAPACITY))?;
     let exe = std::env::current_exe()?;
-    for k in 0..strategies {
-        let name = format!("{prefix}.s{k}");
-        txs.push(Producer::<Quote>::create(&name, opts.clone())?);
+    let mut children: Vec<Child> = Vec::with_capacity(strategies);
+    for _ in 0..strategies {
         children.push(Command::new(&exe).args(["strategy", &name]).spawn()?);
     }
+    // Readers start at the next quote published: wait until every strategy
+    // is attached (each is listed in the segment's registry) so none misses
+    // the first quotes.
+    let path = shmlane::segment_path(&name, None)?;
+    let attached = Instant::now();
+    while shmlane::inspect(&path)?.consumer != RoleState::Alive(strategies as u32) {
+        if attached.elapsed() > Duration::from_secs(10) {
+            return Err("strategies did not attach within 10 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 
-    let result = publish(&mut txs, duration, rate);
-    // Dropping the producers tells every strategy "no more quotes": each
-    // drains its ring, then sees Disconnected. The segments are removed here.
-    drop(txs);
+    let (sent, elapsed) = publish(&mut tx, duration, rate);
+    // Dropping the producer tells every strategy "no more quotes": each
+    // reads what is left, then sees Disconnected. The segment is removed here.
+    drop(tx);
 
     let mut failed = 0;
     for (k, child) in children.iter_mut().enumerate() {
@@ -103,9 +116,8 @@ fn feed(duration: Duration, strategies: usize, rate: f64) -> Res<()> {
             failed += 1;
         }
     }
-    let (sent, elapsed) = result?;
     println!(
-        "feed: published {sent} quotes to each of {strategies} strategies in {:.2} s ({:.0} quotes/s per ring)",
+        "feed: published {sent} quotes once, read by {strategies} strategies, in {:.2} s ({:.0} quotes/s)",
         elapsed.as_secs_f64(),
         sent as f64 / elapsed.as_secs_f64()
     );
@@ -116,11 +128,9 @@ fn feed(duration: Duration, strategies: usize, rate: f64) -> Res<()> {
     Ok(())
 }
 
-/// Publishes quotes round-robin over instruments to every ring until
-/// `duration` has passed, at `rate` quotes/s per ring (0: as fast as the
-/// slowest strategy reads). A strategy that never attaches (or dies early)
-/// shows up as a send timeout rather than a hang.
-fn publish(txs: &mut [Producer<Quote>], duration: Duration, rate: f64) -> Res<(u64, Duration)> {
+/// Publishes quotes round-robin over instruments until `duration` has
+/// passed, at `rate` quotes/s (0: flat out). Never waits for a strategy.
+fn publish(tx: &mut BroadcastProducer<Quote>, duration: Duration, rate: f64) -> (u64, Duration) {
     let interval_ns = if rate > 0.0 { 1e9 / rate } else { 0.0 };
     let start = Instant::now();
     let mut seq = 0u64;
@@ -139,7 +149,7 @@ fn publish(txs: &mut [Producer<Quote>], duration: Duration, rate: f64) -> Res<(u
             rng ^= rng << 17;
             let mid = 1_000_000 + (rng % 10_000) as i64;
             let spread = 1 + (rng >> 40) as i64 % 5;
-            let mut quote = Quote {
+            tx.send(Quote {
                 instrument_id: (seq % 16) as u32,
                 bid_size: 100 * (1 + (rng >> 20) as u32 % 50),
                 ask_size: 100 * (1 + (rng >> 30) as u32 % 50),
@@ -147,29 +157,19 @@ fn publish(txs: &mut [Producer<Quote>], duration: Duration, rate: f64) -> Res<(u
                 seq,
                 bid: mid - spread,
                 ask: mid + spread,
-                exchange_ts_ns: 0,
-            };
-            for tx in txs.iter_mut() {
-                // Stamp per ring, just before the send, so latency is the
-                // time in the ring and not the time spent on other rings.
-                quote.exchange_ts_ns = monotonic_ns();
-                match tx.send_timeout(quote, Duration::from_secs(5)) {
-                    Ok(()) => {}
-                    Err(SendError::Timeout(_)) => return Err("a strategy stopped reading for 5 s".into()),
-                    Err(e) => return Err(format!("send failed: {e}").into()),
-                }
-            }
+                exchange_ts_ns: monotonic_ns(),
+            });
             seq += 1;
         }
     }
-    Ok((seq, start.elapsed()))
+    (seq, start.elapsed())
 }
 
 fn strategy(name: &str) -> Res<()> {
-    let mut rx = Consumer::<Quote>::open(name, Options::new().wait(WAIT))?;
+    let mut rx = BroadcastConsumer::<Quote>::open(name, Options::new().wait(WAIT))?;
     // 1 ns .. 60 s, 3 significant digits.
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
-    let mut count = 0u64;
+    let (mut count, mut lost, mut next) = (0u64, 0u64, 0u64);
     let mut first: Option<Instant> = None;
     let mut spread_sum = 0i64;
     loop {
@@ -177,8 +177,8 @@ fn strategy(name: &str) -> Res<()> {
             Ok(q) => {
                 let now = monotonic_ns();
                 first.get_or_insert_with(Instant::now);
-                if q.seq != count {
-                    return Err(format!("{name}: expected seq {count}, got {}", q.seq).into());
+                if q.seq != next {
+                    return Err(format!("{name}: expected seq {next}, got {}", q.seq).into());
                 }
                 if q.ask <= q.bid {
                     return Err(format!("{name}: crossed quote {q:?}").into());
@@ -186,6 +186,13 @@ fn strategy(name: &str) -> Res<()> {
                 hist.saturating_record(now.saturating_sub(q.exchange_ts_ns).max(1));
                 spread_sum += q.ask - q.bid;
                 count += 1;
+                next += 1;
+            }
+            // Too slow: the feed overwrote `n` quotes we had not read. A real
+            // strategy would resynchronise its book here.
+            Err(RecvError::Lagged(n)) => {
+                lost += n;
+                next += n;
             }
             Err(RecvError::Disconnected) => break,
             Err(e) => return Err(format!("{name}: {e}").into()),
@@ -194,8 +201,8 @@ fn strategy(name: &str) -> Res<()> {
     let secs = first.map_or(0.0, |t| t.elapsed().as_secs_f64());
     let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     println!(
-        "strategy {}: {count} quotes, seq ok, {:.0} msg/s, avg spread {:.1} ticks, latency p50 {:.2} us, p99 {:.2} us, p99.9 {:.2} us, max {:.2} us",
-        name.rsplit('.').next().unwrap_or(name),
+        "strategy {}: {count} quotes, seq ok, {lost} lost to lag, {:.0} msg/s, avg spread {:.1} ticks, latency p50 {:.2} us, p99 {:.2} us, p99.9 {:.2} us, max {:.2} us",
+        std::process::id(),
         if secs > 0.0 { count as f64 / secs } else { 0.0 },
         if count > 0 { spread_sum as f64 / count as f64 } else { 0.0 },
         us(0.50),

@@ -68,3 +68,12 @@ fn lost_wake_up_model() {
 fn the_lost_wake_up_model_passes_without_a_seeded_bug() {
     lost_wake_up_model();
 }
+
+/// Without the reader's second version load, a copy that raced with the
+/// writer is delivered torn.
+#[cfg(shmlane_seeded_bug = "no_version_recheck")]
+#[test]
+#[should_panic(expected = "torn read delivered")]
+fn missing_version_recheck_delivers_a_torn_read() {
+    torn_read_model();
+}

@@ -76,6 +76,12 @@ pub enum Flavor {
     Bytes = 2,
     /// Many producers, many consumers, fixed-size slots (Vyukov).
     Mpmc = 3,
+    /// One writer that never waits, any number of readers, fixed-size
+    /// `Pod` messages in seqlock slots.
+    Broadcast = 4,
+    /// As [`Broadcast`](Self::Broadcast), for byte records of up to
+    /// `msg_size - 8` bytes (a length word, then the bytes, in each slot).
+    BroadcastBytes = 5,
 }
 
 impl Flavor {
@@ -85,6 +91,8 @@ impl Flavor {
             1 => Some(Self::Spsc),
             2 => Some(Self::Bytes),
             3 => Some(Self::Mpmc),
+            4 => Some(Self::Broadcast),
+            5 => Some(Self::BroadcastBytes),
             _ => None,
         }
     }
@@ -95,6 +103,8 @@ impl Flavor {
             Self::Spsc => "spsc",
             Self::Bytes => "bytes",
             Self::Mpmc => "mpmc",
+            Self::Broadcast => "broadcast",
+            Self::BroadcastBytes => "broadcast-bytes",
         }
     }
 }
@@ -150,6 +160,10 @@ pub struct ProducerLine {
     /// Next position the producer will write (monotonic, never wraps).
     pub write_pos: AtomicU64,
 }
+
+/// Largest position a broadcast ring accepts: its sequence words hold
+/// `2 * pos + 2`, which must not wrap (2^62 messages is 146 years at 1 GHz).
+pub const MAX_BROADCAST_POS: u64 = 1 << 62;
 
 /// Written by the consumer, read by the producer only when its cached copy
 /// says the ring is full.
@@ -327,6 +341,19 @@ impl Params {
         Ok(Self { flavor: Flavor::Bytes, capacity, msg_size: 0, msg_align: 8, schema_id: 0 })
     }
 
+    /// Parameters for a broadcast ring of `capacity` slots (rounded up to a
+    /// power of two), each carrying one byte record of up to
+    /// `max_record_len` bytes.
+    ///
+    /// # Errors
+    /// As [`fixed`](Self::fixed); [`LayoutError::BadMessageSize`] if
+    /// `max_record_len` is 0 or too large.
+    pub fn broadcast_bytes(capacity: u64, max_record_len: usize) -> Result<Self, LayoutError> {
+        let padded = max_record_len.checked_add(8).filter(|_| max_record_len > 0);
+        let msg_size = padded.ok_or(LayoutError::BadMessageSize { size: max_record_len as u64 })?;
+        Self::fixed(Flavor::BroadcastBytes, capacity, msg_size, 8)
+    }
+
     /// The same parameters with a schema id.
     pub fn with_schema(mut self, schema_id: u64) -> Self {
         self.schema_id = schema_id;
@@ -368,7 +395,10 @@ impl Params {
 
     /// Largest payload one byte record can carry in this ring.
     pub fn max_record_len(&self) -> usize {
-        (self.capacity as usize).saturating_sub(crate::bytes::RECORD_HEADER)
+        match self.flavor {
+            Flavor::BroadcastBytes => (self.msg_size as usize).saturating_sub(8),
+            _ => (self.capacity as usize).saturating_sub(crate::bytes::RECORD_HEADER),
+        }
     }
 }
 
@@ -471,20 +501,22 @@ impl HeaderSnapshot {
         let (min, max) = match flavor {
             Flavor::Bytes => (MIN_BYTE_CAPACITY, MAX_BYTE_CAPACITY),
             Flavor::Mpmc => (MIN_MPMC_CAPACITY, MAX_CAPACITY),
-            Flavor::Spsc => (1, MAX_CAPACITY),
+            Flavor::Spsc | Flavor::Broadcast | Flavor::BroadcastBytes => (1, MAX_CAPACITY),
         };
         if !self.capacity.is_power_of_two() || self.capacity < min || self.capacity > max {
             return Err(LayoutError::BadCapacity { found: self.capacity });
         }
         let size_ok = match flavor {
             Flavor::Bytes => self.msg_size == 0,
+            // The length word, then at least one byte of room.
+            Flavor::BroadcastBytes => self.msg_size > 8 && self.msg_size <= MAX_MSG_SIZE,
             _ => self.msg_size <= MAX_MSG_SIZE,
         };
         if !size_ok {
             return Err(LayoutError::BadMessageSize { size: u64::from(self.msg_size) });
         }
         let align_ok = match flavor {
-            Flavor::Bytes => self.msg_align == 8,
+            Flavor::Bytes | Flavor::BroadcastBytes => self.msg_align == 8,
             _ => self.msg_align.is_power_of_two() && self.msg_align <= MAX_MSG_ALIGN,
         };
         if !align_ok {
@@ -534,7 +566,9 @@ impl Expect {
         if params.flavor != self.flavor {
             return Err(LayoutError::FlavorMismatch { expected: self.flavor, found: params.flavor });
         }
-        if self.flavor != Flavor::Bytes && (params.msg_size != self.msg_size || params.msg_align != self.msg_align) {
+        // Byte readers take whatever record size the writer chose.
+        let sized = !matches!(self.flavor, Flavor::Bytes | Flavor::BroadcastBytes);
+        if sized && (params.msg_size != self.msg_size || params.msg_align != self.msg_align) {
             return Err(LayoutError::MessageMismatch {
                 expected_size: self.msg_size,
                 expected_align: self.msg_align,

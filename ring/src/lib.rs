@@ -3,7 +3,8 @@
 //! This crate owns the algorithms of shmlane and nothing else: the shared
 //! layout ([`layout`]), the rings ([`SpscProducer`]/[`SpscConsumer`] for
 //! fixed-size `Pod` messages, [`ByteProducer`]/[`ByteConsumer`] for
-//! variable-length records, [`MpmcProducer`]/[`MpmcConsumer`]), and the
+//! variable-length records, [`MpmcProducer`]/[`MpmcConsumer`],
+//! [`BroadcastWriter`]/[`BroadcastReader`] for one-to-many fan-out), and the
 //! futex sleep/wake handshake ([`wait`]). It opens no files and knows no
 //! names; the `shmlane` crate maps segments and hands them here as a
 //! [`Region`].
@@ -36,6 +37,7 @@
 //! ```
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 
+pub mod broadcast;
 pub mod bytes;
 mod error;
 pub mod layout;
@@ -47,6 +49,7 @@ mod sync;
 pub mod testing;
 pub mod wait;
 
+pub use broadcast::{BroadcastReader, BroadcastWriter, ByteBroadcastReader, ByteBroadcastWriter, ReadError, Start};
 pub use bytes::{ByteConsumer, ByteProducer, Grant, ReadGuard, ReserveError};
 pub use error::{Corruption, LayoutError};
 pub use layout::{Creator, Expect, Flavor, HeaderSnapshot, Params};

@@ -33,6 +33,8 @@ pub const SKIPPED: u64 = 1 << 63;
 pub const ROLE_PRODUCER: u32 = 1;
 /// Registry role value of an MPMC consumer.
 pub const ROLE_CONSUMER: u32 = 2;
+/// Registry role of a broadcast reader (informational, for `ls`).
+pub const ROLE_READER: u32 = 3;
 /// Positions at or beyond this are corruption: sequence words hold
 /// `pos + capacity` and use bit 63 as [`SKIPPED`], so an honest ring stays
 /// far below (2^62 messages is 146 years at 1 GHz) and a hostile position

@@ -194,6 +194,17 @@ impl Region {
         self.inner.data_ptr(self.payload_offset_of(slot))
     }
 
+    /// Word `word` of fixed slot `slot`'s payload, for the broadcast rings,
+    /// which copy payloads with atomic word accesses because readers read
+    /// while the writer may be overwriting (`slot < capacity`, `word` below
+    /// the payload's words: `8 * word < msg_size`).
+    #[inline(always)]
+    pub(crate) fn slot_word(&self, slot: usize, word: usize) -> &AtomicU64 {
+        debug_assert!((slot as u64) < self.params.capacity);
+        debug_assert!(word * 8 < self.params.msg_size as usize);
+        self.inner.word(self.payload_offset_of(slot) / 8 + word)
+    }
+
     /// Byte offset of slot `slot`'s payload in the data area, for tracking.
     #[inline(always)]
     pub(crate) fn payload_offset_of(&self, slot: usize) -> usize {
@@ -222,9 +233,10 @@ fn init(region: &Region, total_len: u64, creator: Creator) {
     // Relaxed: nobody can look at the region before `publish_ready` below.
     region.producer_line().write_pos.store(0, Ordering::Relaxed);
     region.consumer_line().read_pos.store(0, Ordering::Relaxed);
-    if matches!(params.flavor, Flavor::Spsc | Flavor::Mpmc) {
+    if params.flavor != Flavor::Bytes {
         // SPSC: sequence `pos + 1` means full, anything from the previous lap
         // (0 on the first) means empty. MPMC (Vyukov): slot i starts at i.
+        // Broadcast: 0 is "never written".
         let mpmc = params.flavor == Flavor::Mpmc;
         for slot in 0..params.capacity as usize {
             region.slot_seq(slot).store(if mpmc { slot as u64 } else { 0 }, Ordering::Relaxed);
@@ -394,6 +406,14 @@ impl Inner {
         unsafe { &*(self.data.add(offset) as *const AtomicU64) }
     }
     #[inline(always)]
+    fn word(&self, index: usize) -> &AtomicU64 {
+        // SAFETY: callers (`Region::slot_word`) pass a word of a masked
+        // slot's payload, inside the data area `wrap` bounds-checked; payload
+        // offsets and slot sizes are multiples of 8 and the data area is page
+        // aligned, so the word is aligned; any bits are a valid AtomicU64.
+        unsafe { &*(self.data.add(index * 8) as *const AtomicU64) }
+    }
+    #[inline(always)]
     fn data_ptr(&self, offset: usize) -> *mut u8 {
         // `wrapping_add`: forming the pointer is always safe; the callers
         // bound `offset` by the data area before dereferencing.
@@ -414,6 +434,8 @@ struct Inner {
     liveness: Padded<LivenessLine>,
     registry: Vec<Padded<RegistryEntry>>,
     seqs: Vec<AtomicU64>,
+    /// The data area as atomic words (broadcast flavors only).
+    words: Vec<AtomicU64>,
     data: Box<[std::cell::UnsafeCell<u64>]>,
     tracker: AccessTracker,
 }
@@ -439,6 +461,10 @@ impl Inner {
             liveness: Default::default(),
             registry: (0..REGISTRY_ENTRIES).map(|_| Default::default()).collect(),
             seqs: (0..seqs).map(|_| AtomicU64::new(0)).collect(),
+            words: match params.flavor {
+                Flavor::Broadcast | Flavor::BroadcastBytes => (0..data_len / 8).map(|_| AtomicU64::new(0)).collect(),
+                _ => Vec::new(),
+            },
             data: (0..data_len.div_ceil(8)).map(|_| std::cell::UnsafeCell::new(0)).collect(),
             tracker: AccessTracker::new(data_len),
         };
@@ -466,6 +492,9 @@ impl Inner {
     }
     fn slot_seq(&self, slot: usize, _slot_size: usize) -> &AtomicU64 {
         &self.seqs[slot]
+    }
+    fn word(&self, index: usize) -> &AtomicU64 {
+        &self.words[index]
     }
     fn data_ptr(&self, offset: usize) -> *mut u8 {
         (self.data.as_ptr() as *mut u8).wrapping_add(offset)

@@ -24,6 +24,8 @@ pub(crate) mod seeded {
     pub(crate) const NO_WAKE_FENCE: bool = cfg!(shmlane_seeded_bug = "no_wake_fence");
     /// Publish the SPSC slot sequence and write position with `Relaxed`.
     pub(crate) const RELAXED_PUBLISH: bool = cfg!(shmlane_seeded_bug = "relaxed_publish");
+    /// Skip the broadcast reader's second read of the slot's version.
+    pub(crate) const NO_VERSION_RECHECK: bool = cfg!(shmlane_seeded_bug = "no_version_recheck");
 }
 
 #[cfg(not(loom))]

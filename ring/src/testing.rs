@@ -19,6 +19,7 @@
 //! "empty" or "full" shows up as a broken oracle, never as a hang.
 #![cfg(not(loom))]
 
+use crate::broadcast::{BroadcastReader, BroadcastWriter, ByteBroadcastReader, ByteBroadcastWriter, ReadError, Start};
 use crate::bytes::{ByteConsumer, ByteProducer, ReserveError};
 use crate::error::{Corruption, LayoutError};
 use crate::layout::{Creator, Flavor, MIN_BYTE_CAPACITY, Params, SLOTS_OFFSET};
@@ -76,9 +77,85 @@ pub fn open_and_drain(bytes: &[u8]) -> Outcome {
     let _ = (region.len(), region.is_empty(), region.header_snapshot(), region.positions());
     match region.params().flavor {
         Flavor::Bytes => drive_bytes(&region, &mut out),
+        Flavor::BroadcastBytes => drive_broadcast_bytes(&region, &mut out),
         _ => drive_fixed_any(&region, &mut out),
     }
     out
+}
+
+/// Broadcast reads: a reader never yields more than a ring's worth of
+/// messages (plus what was pushed since) between lag reports, and each lag
+/// report moves it forward. `read` is one attempt; returns how many
+/// messages were read before the ring said empty or failed.
+fn drain_broadcast(capacity: u64, out: &mut Outcome, mut read: impl FnMut() -> Result<bool, ReadError>) -> u64 {
+    let mut got = 0;
+    // Each attempt reads, lags (which moves the cursor forward) or stops;
+    // a hostile ring cannot make this loop beyond the bound.
+    for _ in 0..2 * capacity + 2 {
+        match read() {
+            Ok(true) => got += 1,
+            Ok(false) => return got,
+            Err(ReadError::Lagged(n)) => assert!(n > 0, "Lagged(0) cannot move the cursor"),
+            Err(ReadError::Corrupted(c)) => {
+                out.corrupt(c);
+                return got;
+            }
+        }
+    }
+    got
+}
+
+/// Broadcast, typed: readers from the oldest and the latest, a writer that
+/// laps them, and the readers again.
+fn drive_broadcast<T: Pod>(region: &Region, out: &mut Outcome) {
+    let capacity = region.capacity();
+    let mut old = match BroadcastReader::<T>::attach(region.clone(), Start::Oldest) {
+        Ok(r) => r,
+        Err(e) => return out.layout(e),
+    };
+    let _ = (old.len(), old.is_empty(), old.position());
+    out.read += drain_broadcast(capacity, out, || old.try_read().map(|v| v.is_some()));
+    let mut tx = match BroadcastWriter::<T>::attach(region.clone()) {
+        Ok(tx) => tx,
+        Err(e) => return out.layout(e),
+    };
+    let mut new = match BroadcastReader::<T>::attach(region.clone(), Start::Latest) {
+        Ok(r) => r,
+        Err(e) => return out.layout(e),
+    };
+    let mut value = T::zeroed();
+    bytemuck::bytes_of_mut(&mut value).fill(0xa5);
+    for _ in 0..=capacity {
+        tx.push(&value);
+        out.written += 1;
+    }
+    for reader in [&mut old, &mut new] {
+        out.read += drain_broadcast(capacity, out, || reader.try_read().map(|v| v.is_some()));
+    }
+}
+
+/// Broadcast, byte records: as [`drive_broadcast`], records of awkward lengths.
+fn drive_broadcast_bytes(region: &Region, out: &mut Outcome) {
+    let capacity = region.capacity();
+    let mut buf = Vec::new();
+    let mut old = match ByteBroadcastReader::attach(region.clone(), Start::Oldest) {
+        Ok(r) => r,
+        Err(e) => return out.layout(e),
+    };
+    out.read += drain_broadcast(capacity, out, || old.try_read_into(&mut buf).map(|r| r.is_some()));
+    let mut tx = match ByteBroadcastWriter::attach(region.clone()) {
+        Ok(tx) => tx,
+        Err(e) => return out.layout(e),
+    };
+    let max = tx.max_record_len();
+    for len in [0, 1, 7, 8, 9, max, max + 1] {
+        let record: Vec<u8> = (0..len).map(|i| (i as u8) ^ 0x5a).collect();
+        match tx.push(&record) {
+            Ok(()) => out.written += 1,
+            Err(e) => assert!(len > max, "a {len}-byte record refused with max {max}: {e}"),
+        }
+    }
+    out.read += drain_broadcast(capacity, out, || old.try_read_into(&mut buf).map(|r| r.is_some()));
 }
 
 /// Builds a valid byte ring, overwrites its positions and data area with
@@ -306,7 +383,8 @@ fn drive_fixed<T: Pod>(region: &Region, out: &mut Outcome) {
             };
             exercise(&mut Mpmc(tx, rx), capacity, out);
         }
-        Flavor::Bytes => unreachable!("byte rings go to drive_bytes"),
+        Flavor::Broadcast => drive_broadcast::<T>(region, out),
+        Flavor::Bytes | Flavor::BroadcastBytes => unreachable!("byte rings have their own drivers"),
     }
 }
 
@@ -423,6 +501,21 @@ fn mpmc_sample<T: Pod>(capacity: u64, push: usize, pop: usize) -> Vec<u8> {
     })
 }
 
+/// A broadcast ring (typed `[u64; 3]` or byte records) after `push`
+/// messages.
+fn broadcast_sample(params: Result<Params, LayoutError>, push: u64) -> Vec<u8> {
+    let params = params.expect("small shape");
+    segment_bytes(params, |region| {
+        if params.flavor == Flavor::Broadcast {
+            let mut tx = BroadcastWriter::<[u64; 3]>::attach(region.clone()).expect("fresh ring");
+            (0..push).for_each(|i| tx.push(&[i; 3]));
+        } else {
+            let mut tx = ByteBroadcastWriter::attach(region.clone()).expect("fresh ring");
+            (0..push).for_each(|i| tx.push(&vec![i as u8; i as usize % 25]).expect("fits"));
+        }
+    })
+}
+
 /// Pushes the record lengths in `push` (reading as needed to make room),
 /// then reads `pop` records.
 fn bytes_sample(capacity: u64, push: &[usize], pop: usize) -> Vec<u8> {
@@ -456,6 +549,8 @@ pub fn sample_segments() -> Vec<(&'static str, Vec<u8>)> {
         ("mpmc-u8x3", mpmc_sample::<[u8; 3]>(8, 3, 0)),
         ("bytes-64-padding", bytes_sample(64, &[20, 8, 20], 0)),
         ("bytes-256-mixed", bytes_sample(256, &[0, 1, 9, 40, 100, 13, 64, 7], 2)),
+        ("broadcast-u64x3-lapped", broadcast_sample(Params::fixed(Flavor::Broadcast, 4, 24, 8), 11)),
+        ("broadcast-bytes-24", broadcast_sample(Params::broadcast_bytes(8, 24), 5)),
     ]
 }
 

@@ -6,7 +6,7 @@ use crate::error::{OpenError, Stop};
 use crate::options::Options;
 use crate::segment::Segment;
 use shmlane_ring::layout::{CONSUMER_LOCK_BYTE, PRODUCER_LOCK_BYTE, REGISTRY_ENTRIES, REGISTRY_OFFSET};
-use shmlane_ring::mpmc::{ROLE_CONSUMER, ROLE_PRODUCER};
+use shmlane_ring::mpmc::{ROLE_CONSUMER, ROLE_PRODUCER, ROLE_READER};
 use shmlane_ring::{Expect, Params, WaitStrategy};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -30,6 +30,11 @@ pub(crate) enum Role {
     MpmcProducer,
     /// MPMC consumer holding a registry entry.
     MpmcConsumer,
+    /// Broadcast writer (holds the producer lock byte).
+    Writer,
+    /// Broadcast reader, holding a registry entry if one is free (for `ls`;
+    /// readers beyond the registry attach unlisted).
+    Reader,
 }
 
 impl Role {
@@ -37,10 +42,12 @@ impl Role {
         match self {
             Role::Producer | Role::MpmcProducer => "producer",
             Role::Consumer | Role::MpmcConsumer => "consumer",
+            Role::Writer => "broadcast writer",
+            Role::Reader => "reader",
         }
     }
     fn is_producer(self) -> bool {
-        matches!(self, Role::Producer | Role::MpmcProducer)
+        matches!(self, Role::Producer | Role::MpmcProducer | Role::Writer)
     }
 }
 
@@ -49,8 +56,8 @@ impl Role {
 pub(crate) struct Endpoint {
     pub(crate) seg: Segment,
     pub(crate) role: Role,
-    /// The byte this handle holds locked.
-    pub(crate) lock_byte: u64,
+    /// The byte this handle holds locked (an unlisted reader holds none).
+    pub(crate) lock_byte: Option<u64>,
     /// Registry entry (MPMC).
     pub(crate) entry: Option<usize>,
     pub(crate) wait: WaitStrategy,
@@ -72,12 +79,25 @@ impl Endpoint {
 
     fn attach(seg: Segment, opts: &Options, role: Role) -> Result<Self, OpenError> {
         let (lock_byte, entry) = match role {
-            Role::Producer | Role::Consumer => {
-                let byte = if role == Role::Producer { PRODUCER_LOCK_BYTE } else { CONSUMER_LOCK_BYTE };
+            Role::Producer | Role::Consumer | Role::Writer => {
+                let byte = if role == Role::Consumer { CONSUMER_LOCK_BYTE } else { PRODUCER_LOCK_BYTE };
                 if !seg.try_lock(byte)? {
                     return Err(OpenError::RoleTaken { path: seg.path.clone(), role: role.name() });
                 }
-                (byte, None)
+                (Some(byte), None)
+            }
+            Role::Reader => {
+                // Readers are never waited for: an entry only makes the
+                // reader visible to `ls`, so a full registry is no error.
+                let mut taken = (None, None);
+                for i in 0..REGISTRY_ENTRIES {
+                    let byte = (REGISTRY_OFFSET + i * 128) as u64;
+                    if seg.try_lock(byte)? {
+                        taken = (Some(byte), Some(i));
+                        break;
+                    }
+                }
+                taken
             }
             Role::MpmcProducer | Role::MpmcConsumer => {
                 let mut taken = None;
@@ -96,7 +116,7 @@ impl Endpoint {
                     seg.unlock(byte);
                 }
                 let (byte, i) = taken.ok_or_else(|| OpenError::TooManyHandles { path: seg.path.clone() })?;
-                (byte, Some(i))
+                (Some(byte), Some(i))
             }
         };
         let live = seg.region.liveness();
@@ -112,8 +132,10 @@ impl Endpoint {
         }
         if let Some(e) = entry.and_then(|i| seg.region.registry(i)) {
             e.pid.store(pid, Ordering::Relaxed);
-            if role == Role::MpmcConsumer {
-                e.role.store(ROLE_CONSUMER, Ordering::Relaxed);
+            match role {
+                Role::MpmcConsumer => e.role.store(ROLE_CONSUMER, Ordering::Relaxed),
+                Role::Reader => e.role.store(ROLE_READER, Ordering::Relaxed),
+                _ => {}
             }
         }
         Ok(Self { seg, role, lock_byte, entry, wait: opts.wait, last_probe: None, peer_gone: false })
@@ -141,7 +163,9 @@ impl Endpoint {
         }
         let alive = match self.role {
             Role::Producer => self.seg.is_locked(CONSUMER_LOCK_BYTE),
-            Role::Consumer => self.seg.is_locked(PRODUCER_LOCK_BYTE),
+            Role::Consumer | Role::Reader => self.seg.is_locked(PRODUCER_LOCK_BYTE),
+            // Nobody waits for readers: a writer never has a peer to lose.
+            Role::Writer => Ok(true),
             Role::MpmcProducer => self.any_entry_alive(ROLE_CONSUMER),
             Role::MpmcConsumer => self.any_entry_alive(ROLE_PRODUCER),
         };
@@ -196,7 +220,9 @@ impl Endpoint {
     /// Releases this handle's lock, so the peer sees it gone at its next
     /// probe. Call before waking the peer when leaving.
     pub(crate) fn release(&self) {
-        self.seg.unlock(self.lock_byte);
+        if let Some(byte) = self.lock_byte {
+            self.seg.unlock(byte);
+        }
     }
 }
 

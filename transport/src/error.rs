@@ -1,7 +1,7 @@
 //! Errors, one enum per operation family. Each says what happened and what
 //! to do; send errors give the message back; none requires `T: Debug`.
 
-use shmlane_ring::{Corruption, LayoutError};
+use shmlane_ring::{Corruption, LayoutError, ReadError};
 use std::path::PathBuf;
 
 /// Creating or opening a segment failed.
@@ -194,12 +194,25 @@ pub enum RecvError {
     /// The producer is gone and everything it committed was received.
     #[error("the producer is gone and the ring is drained")]
     Disconnected,
+    /// Broadcast: the writer overwrote this many messages before this
+    /// reader got to them. The reader now stands at the oldest message
+    /// still in the ring; the next call continues from there.
+    #[error(
+        "this reader fell more than a ring behind and lost {0} messages; it continues at the oldest one still present (read faster, or create the ring with a larger capacity)"
+    )]
+    Lagged(u64),
     /// The shared state was corrupted by a peer.
     #[error("ring corrupted: {0}")]
     Corrupted(#[from] Corruption),
     /// The futex wait failed.
     #[error("waiting failed: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<ReadError> for RecvError {
+    fn from(e: ReadError) -> Self {
+        Stop::from(e).into()
+    }
 }
 
 /// Reserving room for a byte record failed.
@@ -244,7 +257,17 @@ pub(crate) enum Stop {
     Disconnected,
     Corrupted(Corruption),
     TooLarge { len: usize, max: usize },
+    Lagged(u64),
     Io(std::io::Error),
+}
+
+impl From<ReadError> for Stop {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Lagged(n) => Self::Lagged(n),
+            ReadError::Corrupted(c) => Self::Corrupted(c),
+        }
+    }
 }
 
 impl From<Corruption> for Stop {
@@ -275,7 +298,7 @@ impl Stop {
             Self::Disconnected => SendError::Disconnected(value),
             Self::Corrupted(c) => SendError::Corrupted(value, c),
             Self::Io(e) => SendError::Io(value, e),
-            Self::TooLarge { .. } => unreachable!("fixed-size sends are never too large"),
+            Self::TooLarge { .. } | Self::Lagged(_) => unreachable!("only receives lag; fixed-size sends always fit"),
         }
     }
 }
@@ -287,6 +310,7 @@ impl From<Stop> for RecvError {
             Stop::Disconnected => Self::Disconnected,
             Stop::Corrupted(c) => Self::Corrupted(c),
             Stop::Io(e) => Self::Io(e),
+            Stop::Lagged(n) => Self::Lagged(n),
             Stop::TooLarge { .. } => unreachable!("receives are never too large"),
         }
     }
@@ -300,6 +324,7 @@ impl From<Stop> for ReserveError {
             Stop::Corrupted(c) => Self::Corrupted(c),
             Stop::Io(e) => Self::Io(e),
             Stop::TooLarge { len, max } => Self::TooLarge { len, max },
+            Stop::Lagged(_) => unreachable!("reservations never lag"),
         }
     }
 }

@@ -3,7 +3,7 @@
 use crate::error::OpenError;
 use crate::segment::{SHM_DIR, is_locked, map_for_inspection};
 use shmlane_ring::layout::{CONSUMER_LOCK_BYTE, MAGIC, PRODUCER_LOCK_BYTE, REGISTRY_ENTRIES, REGISTRY_OFFSET};
-use shmlane_ring::mpmc::{ROLE_CONSUMER, ROLE_PRODUCER};
+use shmlane_ring::mpmc::{ROLE_CONSUMER, ROLE_PRODUCER, ROLE_READER};
 use shmlane_ring::{Flavor, HeaderSnapshot, Params};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -77,26 +77,30 @@ pub fn inspect(path: &Path) -> Result<SegmentInfo, OpenError> {
     // Relaxed: informational counters.
     let (p_att, c_att) =
         (live.producer_attaches.load(Ordering::Relaxed), live.consumer_attaches.load(Ordering::Relaxed));
-    let (producer, consumer) = if params.flavor == Flavor::Mpmc {
-        let mut alive = [0u32; 3];
+    // Live registry entries per role (MPMC handles, broadcast readers).
+    let mut alive = [0u32; 4];
+    if matches!(params.flavor, Flavor::Mpmc | Flavor::Broadcast | Flavor::BroadcastBytes) {
         for i in 0..REGISTRY_ENTRIES {
             let Some(e) = region.registry(i) else { continue };
             // Relaxed: informational.
             let r = e.role.load(Ordering::Relaxed);
-            if (r == ROLE_PRODUCER || r == ROLE_CONSUMER)
+            if matches!(r, ROLE_PRODUCER | ROLE_CONSUMER | ROLE_READER)
                 && is_locked(&file, (REGISTRY_OFFSET + i * 128) as u64).map_err(io)?
             {
                 alive[r as usize] += 1;
             }
         }
-        let state = |n: u32, attaches: u64| match (n, attaches) {
-            (0, 0) => RoleState::Never,
-            (0, _) => RoleState::Dead,
-            (n, _) => RoleState::Alive(n),
-        };
-        (state(alive[1], p_att), state(alive[2], c_att))
-    } else {
-        (role(PRODUCER_LOCK_BYTE, p_att)?, role(CONSUMER_LOCK_BYTE, c_att)?)
+    }
+    let state = |n: u32, attaches: u64| match (n, attaches) {
+        (0, 0) => RoleState::Never,
+        (0, _) => RoleState::Dead,
+        (n, _) => RoleState::Alive(n),
+    };
+    let (producer, consumer) = match params.flavor {
+        Flavor::Mpmc => (state(alive[1], p_att), state(alive[2], c_att)),
+        // Readers beyond the registry's entries attach unlisted.
+        Flavor::Broadcast | Flavor::BroadcastBytes => (role(PRODUCER_LOCK_BYTE, p_att)?, state(alive[3], c_att)),
+        Flavor::Spsc | Flavor::Bytes => (role(PRODUCER_LOCK_BYTE, p_att)?, role(CONSUMER_LOCK_BYTE, c_att)?),
     };
     Ok(SegmentInfo {
         name: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),

@@ -49,6 +49,7 @@
 //! ```
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 
+mod broadcast;
 mod bytes;
 mod endpoint;
 mod error;
@@ -59,11 +60,13 @@ mod options;
 mod segment;
 mod spsc;
 
+pub use broadcast::{BroadcastConsumer, BroadcastProducer, ByteBroadcastConsumer, ByteBroadcastProducer};
 pub use bytes::{ByteConsumer, ByteProducer, Grant, ReadGuard};
 pub use error::{OpenError, RecvError, ReserveError, SendError, TrySendError};
 pub use inspect::{RoleState, SegmentInfo, any_role_locked, has_magic, inspect, list};
 pub use mpmc::{MpmcConsumer, MpmcProducer};
-pub use options::Options;
+pub use options::{DEFAULT_MAX_RECORD_LEN, Options};
 pub use segment::{MAX_NAME_LEN, SHM_DIR, remove, segment_path};
+pub use shmlane_ring::broadcast::TooLarge;
 pub use shmlane_ring::{Corruption, Flavor, LayoutError, WaitStrategy};
 pub use spsc::{Consumer, Producer};

@@ -21,7 +21,13 @@ pub struct Options {
     pub(crate) schema_id: Option<u64>,
     pub(crate) allow_foreign_owner: bool,
     pub(crate) ready_timeout: Duration,
+    pub(crate) max_record_len: usize,
+    pub(crate) from_oldest: bool,
 }
+
+/// Default largest record of a byte broadcast ring: with its version and
+/// length words a slot is then exactly 256 bytes (four cache lines).
+pub const DEFAULT_MAX_RECORD_LEN: usize = 240;
 
 impl Default for Options {
     fn default() -> Self {
@@ -34,6 +40,8 @@ impl Default for Options {
             schema_id: None,
             allow_foreign_owner: false,
             ready_timeout: Duration::from_millis(500),
+            max_record_len: DEFAULT_MAX_RECORD_LEN,
+            from_oldest: false,
         }
     }
 }
@@ -46,8 +54,9 @@ impl Options {
         Self::default()
     }
 
-    /// Capacity when creating: messages (typed and MPMC) or bytes (byte
-    /// rings), rounded up to a power of two. 0 is an error at creation.
+    /// Capacity when creating: messages (typed, MPMC and broadcast rings) or
+    /// bytes (SPSC byte rings), rounded up to a power of two. 0 is an error
+    /// at creation.
     pub fn capacity(mut self, capacity: u64) -> Self {
         self.capacity = capacity;
         self
@@ -92,6 +101,20 @@ impl Options {
     /// Accept a segment owned by another user (default: refuse).
     pub fn allow_foreign_owner(mut self, allow: bool) -> Self {
         self.allow_foreign_owner = allow;
+        self
+    }
+
+    /// Byte broadcast rings, when creating: the largest record one slot
+    /// carries (default [`DEFAULT_MAX_RECORD_LEN`]). Every slot is that big.
+    pub fn max_record_len(mut self, len: usize) -> Self {
+        self.max_record_len = len;
+        self
+    }
+
+    /// Broadcast readers: start at the oldest message still in the ring
+    /// instead of the next one published (default: the next one).
+    pub fn from_oldest(mut self, from_oldest: bool) -> Self {
+        self.from_oldest = from_oldest;
         self
     }
 
