@@ -3,7 +3,7 @@
 //! by their name; a file that is not ours is never touched.
 
 use clap::Args;
-use shmlane::{OpenError, RoleState, SegmentInfo};
+use shmlane::{Flavor, OpenError, RoleState, SegmentInfo};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -70,7 +70,12 @@ fn json_of(info: &SegmentInfo) -> String {
         info.positions.0,
         info.positions.1,
         info.fill,
-        info.fill,
+        // Broadcast readers keep their cursors private: no shared lag.
+        if matches!(info.params.flavor, Flavor::Broadcast | Flavor::BroadcastBytes) {
+            "null".to_string()
+        } else {
+            info.fill.to_string()
+        },
         role(info.producer),
         role(info.consumer),
         h.creator_pid,
@@ -105,13 +110,13 @@ pub fn ls(args: &LsArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     println!(
-        "{:<32} {:<6} {:>10} {:>8} {:>10} {:<9} {:<9}",
+        "{:<32} {:<15} {:>10} {:>8} {:>10} {:<9} {:<9}",
         "NAME", "FLAVOR", "CAPACITY", "MSG", "FILL", "PRODUCER", "CONSUMER"
     );
     for (path, info) in &segments {
         match info {
             Ok(i) => println!(
-                "{:<32} {:<6} {:>10} {:>8} {:>10} {:<9} {:<9}",
+                "{:<32} {:<15} {:>10} {:>8} {:>10} {:<9} {:<9}",
                 i.name,
                 i.params.flavor.to_string(),
                 i.params.capacity,

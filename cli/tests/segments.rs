@@ -78,3 +78,26 @@ fn ls_inspect_and_clean_tell_live_dead_corrupt_and_foreign_apart() {
     assert!(!d.join("live").exists(), "the creator unlinks on drop");
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn ls_counts_broadcast_readers_and_clean_keeps_a_live_writer() {
+    use shmlane::{BroadcastConsumer, BroadcastProducer};
+    let d = dir("broadcast");
+    let opts = || Options::new().dir(&d).capacity(8);
+    let mut tx = BroadcastProducer::<u64>::create("feed", opts()).unwrap();
+    let readers: Vec<_> = (0..3).map(|_| BroadcastConsumer::<u64>::open("feed", opts()).unwrap()).collect();
+    tx.send(7);
+    let (code, out) = shmlane(&["ls", "--json"], &d);
+    assert_eq!(code, 0);
+    assert!(out.contains("\"flavor\":\"broadcast\"") && out.contains("\"consumer\":\"alive×3\""), "{out}");
+    assert!(out.contains("\"producer\":\"alive\"") && out.contains("\"lag\":null"), "{out}");
+    drop(readers);
+    let (_, out) = shmlane(&["ls", "--json"], &d);
+    assert!(out.contains("\"consumer\":\"dead\""), "{out}");
+    let (code, text) = shmlane(&["clean"], &d);
+    assert_eq!(code, 0, "{text}");
+    assert!(d.join("feed").exists(), "a segment with a live writer is never removed");
+    drop(tx);
+    assert!(!d.join("feed").exists(), "the creator unlinks on drop");
+    std::fs::remove_dir_all(&d).unwrap();
+}
