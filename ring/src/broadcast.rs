@@ -326,6 +326,67 @@ fn load_bytes(region: &Region, slot: usize, first: usize, out: &mut [u8]) {
     }
 }
 
+/// The accessors every writer handle has (over its `inner: Writer`).
+macro_rules! writer_accessors {
+    () => {
+        /// Number of slots.
+        pub fn capacity(&self) -> usize {
+            (self.inner.mask + 1) as usize
+        }
+
+        /// Messages published so far (the next message's position).
+        pub fn position(&self) -> u64 {
+            self.inner.write_pos
+        }
+
+        /// The region this handle works on.
+        pub fn region(&self) -> &Region {
+            &self.inner.region
+        }
+
+        /// Wakes every parked reader (call when leaving).
+        pub fn wake_readers(&self) {
+            wait::ring(&self.inner.region.wait_line().data);
+        }
+    };
+}
+
+/// The accessors every reader handle has (over its `inner: Reader`).
+macro_rules! reader_accessors {
+    () => {
+        /// Announces that this reader may sleep on the futex.
+        pub fn set_strategy(&self, strategy: WaitStrategy) {
+            wait::announce_parker(&self.inner.region.wait_line().data, strategy);
+        }
+
+        /// Position of the next message this reader will read.
+        pub fn position(&self) -> u64 {
+            self.inner.read_pos
+        }
+
+        /// Messages published that this reader has not read (at most the
+        /// capacity).
+        pub fn len(&self) -> usize {
+            self.inner.len() as usize
+        }
+
+        /// True if this reader has read everything published.
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+
+        /// Number of slots.
+        pub fn capacity(&self) -> usize {
+            (self.inner.mask + 1) as usize
+        }
+
+        /// The region this handle works on.
+        pub fn region(&self) -> &Region {
+            &self.inner.region
+        }
+    };
+}
+
 /// The writing half of a typed broadcast ring.
 pub struct BroadcastWriter<T> {
     inner: Writer,
@@ -358,25 +419,7 @@ impl<T: Pod> BroadcastWriter<T> {
         self.inner.publish(|region, slot| store_bytes(region, slot, 0, bytemuck::bytes_of(value)));
     }
 
-    /// Number of slots.
-    pub fn capacity(&self) -> usize {
-        (self.inner.mask + 1) as usize
-    }
-
-    /// Messages published so far (the next message's position).
-    pub fn position(&self) -> u64 {
-        self.inner.write_pos
-    }
-
-    /// The region this handle works on.
-    pub fn region(&self) -> &Region {
-        &self.inner.region
-    }
-
-    /// Wakes every parked reader (call when leaving).
-    pub fn wake_readers(&self) {
-        wait::ring(&self.inner.region.wait_line().data);
-    }
+    writer_accessors!();
 }
 
 /// A reading half of a typed broadcast ring; any number may exist.
@@ -439,36 +482,7 @@ impl<T: Pod> BroadcastReader<T> {
         })
     }
 
-    /// Announces that this reader may sleep on the futex.
-    pub fn set_strategy(&self, strategy: WaitStrategy) {
-        wait::announce_parker(&self.inner.region.wait_line().data, strategy);
-    }
-
-    /// Position of the next message this reader will read.
-    pub fn position(&self) -> u64 {
-        self.inner.read_pos
-    }
-
-    /// Messages published that this reader has not read (at most the
-    /// capacity).
-    pub fn len(&self) -> usize {
-        self.inner.len() as usize
-    }
-
-    /// True if this reader has read everything published.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Number of slots.
-    pub fn capacity(&self) -> usize {
-        (self.inner.mask + 1) as usize
-    }
-
-    /// The region this handle works on.
-    pub fn region(&self) -> &Region {
-        &self.inner.region
-    }
+    reader_accessors!();
 }
 
 /// The writing half of a byte-record broadcast ring: each slot carries one
@@ -522,25 +536,7 @@ impl ByteBroadcastWriter {
         self.max_len
     }
 
-    /// Number of slots.
-    pub fn capacity(&self) -> usize {
-        (self.inner.mask + 1) as usize
-    }
-
-    /// Records published so far.
-    pub fn position(&self) -> u64 {
-        self.inner.write_pos
-    }
-
-    /// The region this handle works on.
-    pub fn region(&self) -> &Region {
-        &self.inner.region
-    }
-
-    /// Wakes every parked reader (call when leaving).
-    pub fn wake_readers(&self) {
-        wait::ring(&self.inner.region.wait_line().data);
-    }
+    writer_accessors!();
 }
 
 fn byte_expect() -> Expect {
@@ -610,36 +606,12 @@ impl ByteBroadcastReader {
         self.inner.read_blocking(strategy, |r| Self::read_with(r, max_len, out), check)
     }
 
-    /// Announces that this reader may sleep on the futex.
-    pub fn set_strategy(&self, strategy: WaitStrategy) {
-        wait::announce_parker(&self.inner.region.wait_line().data, strategy);
-    }
-
     /// Largest record a slot carries.
     pub fn max_record_len(&self) -> usize {
         self.max_len
     }
 
-    /// Position of the next record this reader will read.
-    pub fn position(&self) -> u64 {
-        self.inner.read_pos
-    }
-
-    /// Records published that this reader has not read (at most the
-    /// capacity).
-    pub fn len(&self) -> usize {
-        self.inner.len() as usize
-    }
-
-    /// True if this reader has read everything published.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The region this handle works on.
-    pub fn region(&self) -> &Region {
-        &self.inner.region
-    }
+    reader_accessors!();
 }
 
 #[cfg(all(test, not(loom)))]

@@ -196,41 +196,7 @@ impl<T: Pod> BroadcastConsumer<T> {
         Ok(Self { ring, ep })
     }
 
-    /// The next message if it has been published; never blocks.
-    ///
-    /// # Errors
-    /// [`RecvError::Lagged`] (the next call continues at the oldest message
-    /// left), [`RecvError::Disconnected`] once the writer is gone and
-    /// everything it published was read, [`RecvError::Corrupted`].
-    #[inline]
-    pub fn try_recv(&mut self) -> Result<Option<T>, RecvError> {
-        match self.ring.try_read()? {
-            Some(v) => Ok(Some(v)),
-            None if self.ep.peer_gone(false) => self.ring.try_read()?.map(Some).ok_or(RecvError::Disconnected),
-            None => Ok(None),
-        }
-    }
-
-    /// The next message, waiting per the strategy until one is published.
-    ///
-    /// # Errors
-    /// As [`try_recv`](Self::try_recv), plus [`RecvError::Io`].
-    pub fn recv(&mut self) -> Result<T, RecvError> {
-        self.recv_until(None)
-    }
-
-    /// As [`recv`](Self::recv), giving up after `timeout`.
-    ///
-    /// # Errors
-    /// As `recv`, plus [`RecvError::Timeout`] (the writer is alive).
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvError> {
-        self.recv_until(deadline(Some(timeout)))
-    }
-
-    fn recv_until(&mut self, deadline: Option<Instant>) -> Result<T, RecvError> {
-        let Self { ring, ep } = self;
-        Ok(ring.read_blocking::<Stop>(ep.wait, || ep.check(deadline))?)
-    }
+    crate::family::recv_family!(try_read, read_blocking);
 
     /// Position of the next message this reader reads (messages published
     /// before it are read or lost).

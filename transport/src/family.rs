@@ -49,6 +49,53 @@ macro_rules! send_family {
     };
 }
 
+/// `try_recv`, `recv`, `recv_timeout` for a single-cursor reading handle
+/// (SPSC consumer, broadcast reader) with a `ring` whose non-blocking and
+/// blocking reads are named `$try_read` and `$read_blocking`, and an
+/// `ep: Endpoint`.
+macro_rules! recv_family {
+    ($try_read:ident, $read_blocking:ident) => {
+        /// The next message if there is one now; never blocks. The value is
+        /// copied out of the mapping before it is returned.
+        ///
+        /// # Errors
+        /// [`RecvError::Disconnected`] once the producer is gone and every
+        /// message it published was received; [`RecvError::Lagged`]
+        /// (broadcast: the next call continues at the oldest message left);
+        /// [`RecvError::Corrupted`].
+        #[inline]
+        pub fn try_recv(&mut self) -> Result<Option<T>, RecvError> {
+            match self.ring.$try_read()? {
+                Some(v) => Ok(Some(v)),
+                None if self.ep.peer_gone(false) => self.ring.$try_read()?.map(Some).ok_or(RecvError::Disconnected),
+                None => Ok(None),
+            }
+        }
+
+        /// Receives the next message, waiting per the strategy while there
+        /// is none.
+        ///
+        /// # Errors
+        /// As [`try_recv`](Self::try_recv), plus [`RecvError::Io`].
+        pub fn recv(&mut self) -> Result<T, RecvError> {
+            self.recv_until(None)
+        }
+
+        /// As [`recv`](Self::recv), giving up after `timeout`.
+        ///
+        /// # Errors
+        /// As `recv`, plus [`RecvError::Timeout`] (the producer is alive).
+        pub fn recv_timeout(&mut self, timeout: std::time::Duration) -> Result<T, RecvError> {
+            self.recv_until(crate::endpoint::deadline(Some(timeout)))
+        }
+
+        fn recv_until(&mut self, deadline: Option<std::time::Instant>) -> Result<T, RecvError> {
+            let Self { ring, ep } = self;
+            Ok(ring.$read_blocking::<crate::error::Stop>(ep.wait, || ep.check(deadline))?)
+        }
+    };
+}
+
 /// `Drop` for a handle: release the role lock first, then ring the peer's
 /// doorbell (`data` for producers, `space` for consumers), so a parked peer
 /// wakes and finds us gone at once.
@@ -63,4 +110,4 @@ macro_rules! leave_on_drop {
     };
 }
 
-pub(crate) use {leave_on_drop, send_family};
+pub(crate) use {leave_on_drop, recv_family, send_family};

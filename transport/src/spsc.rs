@@ -1,12 +1,11 @@
 //! Typed single-producer single-consumer handles.
 
-use crate::endpoint::{Endpoint, Role, deadline};
-use crate::error::{OpenError, RecvError, SendError, Stop, TrySendError};
+use crate::endpoint::{Endpoint, Role};
+use crate::error::{OpenError, RecvError, SendError, TrySendError};
 use crate::options::Options;
 use bytemuck::Pod;
 use shmlane_ring::spsc::expect_for;
 use shmlane_ring::{Flavor, Params, SpscConsumer, SpscProducer};
-use std::time::Duration;
 
 pub(crate) fn fixed_params<T>(name: &str, opts: &Options, flavor: Flavor) -> Result<Params, OpenError> {
     Params::fixed(flavor, opts.capacity, size_of::<T>(), align_of::<T>())
@@ -166,42 +165,7 @@ impl<T: Pod> Consumer<T> {
         Ok(Self { ring, ep })
     }
 
-    /// The oldest message if there is one now; never blocks. The value is
-    /// copied out of the mapping before it is returned.
-    ///
-    /// # Errors
-    /// [`RecvError::Disconnected`] once the producer is gone and the ring is
-    /// drained; [`RecvError::Corrupted`].
-    #[inline]
-    pub fn try_recv(&mut self) -> Result<Option<T>, RecvError> {
-        match self.ring.try_pop()? {
-            Some(v) => Ok(Some(v)),
-            None if self.ep.peer_gone(false) => self.ring.try_pop()?.map(Some).ok_or(RecvError::Disconnected),
-            None => Ok(None),
-        }
-    }
-
-    /// Receives a message, waiting per the strategy while the ring is empty.
-    ///
-    /// # Errors
-    /// [`RecvError::Disconnected`] once the producer is gone and everything
-    /// it committed was received; [`RecvError::Corrupted`]; [`RecvError::Io`].
-    pub fn recv(&mut self) -> Result<T, RecvError> {
-        self.recv_until(None)
-    }
-
-    /// As [`recv`](Self::recv), giving up after `timeout`.
-    ///
-    /// # Errors
-    /// As `recv`, plus [`RecvError::Timeout`] (the producer is alive).
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvError> {
-        self.recv_until(deadline(Some(timeout)))
-    }
-
-    fn recv_until(&mut self, deadline: Option<std::time::Instant>) -> Result<T, RecvError> {
-        let Self { ring, ep } = self;
-        Ok(ring.pop_blocking::<Stop>(ep.wait, || ep.check(deadline))?)
-    }
+    crate::family::recv_family!(try_pop, pop_blocking);
 
     /// Waits for at least one message, then fills `out` with what is there,
     /// releasing the space once. Returns how many were received.
