@@ -16,9 +16,14 @@
 //! `flush` for a sender that batches, a `syscalls` count, a `note` for the
 //! report, and `unsupported` sizes (skipped with a note). The shmlane
 //! transports themselves are in `shmlane.rs` ([`ShmlaneTransport`]).
+//!
+//! The fan-out section (`fanout.rs`, selected as `fanout`) runs one writer
+//! and 1, 2, 4 reader processes over a broadcast ring and over N SPSC rings
+//! ([`run_fanout`], [`FanoutRecord`]).
 
 mod chart;
 mod error;
+mod fanout;
 mod harness;
 mod limits;
 mod process;
@@ -31,6 +36,10 @@ mod transports;
 pub use self::shmlane::{Msg, ShmlaneTransport, TYPED_SIZES};
 pub use chart::write_chart;
 pub use error::{BenchError, Result};
+pub use fanout::{
+    FANOUT, FANOUT_READERS, FANOUT_SIZE, FanoutFlavor, FanoutRecord, FanoutResult, FanoutTiming, ReaderStats,
+    fanout_json_lines, run_fanout,
+};
 pub use harness::{
     Endpoint, Kind, Mode, Prepared, Role, RttResult, SideStats, StreamResult, Transport, Window, check_message,
     fill_message, new_histogram, run_rtt, run_stream,

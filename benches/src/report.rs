@@ -222,7 +222,7 @@ pub fn compute_ratios(records: &mut [Record]) {
     }
 }
 
-fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+pub(crate) fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     let (a, b) = (a?, b?);
     (b > 0.0).then(|| a / b)
 }
@@ -274,7 +274,7 @@ fn sig3(v: f64) -> String {
     }
 }
 
-fn fmt_ratio(v: Option<f64>) -> String {
+pub(crate) fn fmt_ratio(v: Option<f64>) -> String {
     match v {
         None => "-".into(),
         Some(v) if v >= 0.01 || v == 0.0 => format!("{}x", sig3(v)),
@@ -329,7 +329,7 @@ fn notes_of(r: &Record) -> String {
 
 /// A plain-text table with aligned columns.
 #[derive(Debug, Default)]
-struct Table {
+pub(crate) struct Table {
     header: Vec<&'static str>,
     /// Right-align this column.
     right: Vec<bool>,
@@ -337,7 +337,7 @@ struct Table {
 }
 
 impl Table {
-    fn new(columns: &[(&'static str, bool)]) -> Self {
+    pub(crate) fn new(columns: &[(&'static str, bool)]) -> Self {
         Self {
             header: columns.iter().map(|c| c.0).collect(),
             right: columns.iter().map(|c| c.1).collect(),
@@ -345,15 +345,15 @@ impl Table {
         }
     }
 
-    fn row(&mut self, cells: Vec<String>) {
+    pub(crate) fn row(&mut self, cells: Vec<String>) {
         self.rows.push(Some(cells));
     }
 
-    fn gap(&mut self) {
+    pub(crate) fn gap(&mut self) {
         self.rows.push(None);
     }
 
-    fn render(&self, out: &mut String) {
+    pub(crate) fn render(&self, out: &mut String) {
         let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
         for row in self.rows.iter().flatten() {
             for (w, cell) in widths.iter_mut().zip(row) {
@@ -495,9 +495,9 @@ pub fn render_table(outcome: &Outcome) -> String {
          /memcpy, /xcopy: bytes/s over one-core memcpy and over cross-core-copy (what crossing cores allows; \
          only comparable at the same vCPU placement, noted when the two ran at different c2c ns).\n\
          sys: system calls counted by the endpoints; sleeps: voluntary context switches (getrusage), \
-         both processes, per message or round trip.\n\
-         Run time: {:.1} s.",
-        outcome.elapsed.as_secs_f64()
+         both processes, per message or round trip."
     );
+    crate::fanout::render_fanout(&outcome.fanout, &mut out);
+    let _ = writeln!(out, "\nRun time: {:.1} s.", outcome.elapsed.as_secs_f64());
     out
 }

@@ -4,10 +4,14 @@
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use nix::sched::CpuSet;
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use nix::unistd::alarm;
 
 use crate::error::{BenchError, Context, Result};
+use crate::fanout::{
+    FANOUT, FANOUT_READERS, FanoutFlavor, FanoutRecord, FanoutTiming, fanout_ratios, reader_spins, run_fanout,
+};
 use crate::harness::{Kind, Mode, Transport, Window, run_rtt, run_stream};
 use crate::limits::{C2cWindow, core_to_core, memcpy};
 use crate::report::Record;
@@ -24,6 +28,7 @@ pub struct BenchConfig {
     pub duration: Option<Duration>,
     /// Only these transports (names); `None` runs all. The limits
     /// (`core-to-core`, `memcpy`) always run: every ratio needs them.
+    /// `fanout` selects the fan-out section.
     pub only: Option<Vec<String>>,
     /// Draw a progress bar on stderr.
     pub progress: bool,
@@ -121,6 +126,8 @@ pub struct Plan<'a> {
     /// transport x size pairs left out because the transport cannot carry
     /// that size ([`Transport::unsupported`]).
     pub notes: Vec<String>,
+    /// The fan-out section's windows, if it runs.
+    pub fanout: Option<FanoutTiming>,
 }
 
 /// Message sizes above this are refused (a pipe message of 16 MiB already
@@ -140,8 +147,8 @@ pub fn plan<'a>(cfg: &BenchConfig, transports: &'a [Box<dyn Transport>]) -> Resu
     sizes.dedup();
     if let Some(only) = &cfg.only {
         let known: Vec<&str> = transports.iter().map(|t| t.name()).collect();
-        if let Some(bad) = only.iter().find(|n| !known.contains(&n.as_str()) && !is_limit_name(n)) {
-            return Err(BenchError::other(format!("unknown transport {bad:?}; known: {}", known.join(", "))));
+        if let Some(bad) = only.iter().find(|n| !known.contains(&n.as_str()) && !is_limit_name(n) && *n != FANOUT) {
+            return Err(BenchError::other(format!("unknown transport {bad:?}; known: {}, {FANOUT}", known.join(", "))));
         }
     }
     let selected: Vec<&'a dyn Transport> = transports
@@ -181,9 +188,14 @@ pub fn plan<'a>(cfg: &BenchConfig, transports: &'a [Box<dyn Transport>]) -> Resu
             share.saturating_sub(per_item_fixed).clamp(timing.min_window, timing.max_window)
         }
     };
-    let estimate = fixed + (per_item_fixed + measure) * items.len() as u32;
+    let fanout =
+        cfg.only.as_ref().is_none_or(|only| only.iter().any(|n| n == FANOUT)).then(|| FanoutTiming::new(cfg.quick));
+    let fanout_time = fanout.map_or(Duration::ZERO, |f| {
+        (f.per_measurement() + timing.probe.max_time * 2) * (FANOUT_READERS.len() * FanoutFlavor::ALL.len()) as u32
+    });
+    let estimate = fixed + (per_item_fixed + measure) * items.len() as u32 + fanout_time;
     let window = Window { warmup: timing.warmup, measure, max_count: 50_000_000 };
-    Ok(Plan { items, sizes, window, timing, estimate, notes })
+    Ok(Plan { items, sizes, window, timing, estimate, notes, fanout })
 }
 
 fn is_limit_name(name: &str) -> bool {
@@ -195,6 +207,8 @@ fn is_limit_name(name: &str) -> bool {
 pub struct Outcome {
     /// One record per transport x mode x size, plus the limits.
     pub records: Vec<Record>,
+    /// One record per fan-out flavour x readers (empty if not selected).
+    pub fanout: Vec<FanoutRecord>,
     /// Facts the reader must know (pinning, plan, failures).
     pub notes: Vec<String>,
     /// Wall time of the run.
@@ -204,7 +218,7 @@ pub struct Outcome {
 impl Outcome {
     /// Whether any measurement failed.
     pub fn failed(&self) -> bool {
-        self.records.iter().any(|r| r.error.is_some())
+        self.records.iter().any(|r| r.error.is_some()) || self.fanout.iter().any(|r| r.error.is_some())
     }
 }
 
@@ -219,6 +233,7 @@ pub fn run(plan: &Plan<'_>, progress: bool) -> Result<Outcome> {
     let started = Instant::now();
     let mut notes = Vec::new();
     let saved_affinity = affinity()?;
+    let cpus_online = (0..CpuSet::count()).filter(|&c| saved_affinity.is_set(c).unwrap_or(false)).count();
     let mut cpus = choose_cpus()?;
     match cpus {
         Some((a, b)) => match pin_to(a) {
@@ -242,19 +257,26 @@ pub fn run(plan: &Plan<'_>, progress: bool) -> Result<Outcome> {
     ));
     notes.extend(plan.notes.iter().cloned());
     let guard = SignalGuard::install()?;
-    let result = run_inner(plan, cpus, progress);
+    let result = run_inner(plan, cpus, cpus_online, progress);
     drop(guard);
     set_affinity(&saved_affinity)?;
-    let records = result?;
-    let failures = records.iter().filter(|r| r.error.is_some()).count();
+    let (records, fanout) = result?;
+    let failures =
+        records.iter().filter(|r| r.error.is_some()).count() + fanout.iter().filter(|r| r.error.is_some()).count();
     if failures > 0 {
         notes.push(format!("{failures} measurement(s) FAILED (see the notes column)"));
     }
-    Ok(Outcome { records, notes, elapsed: started.elapsed() })
+    Ok(Outcome { records, fanout, notes, elapsed: started.elapsed() })
 }
 
-fn run_inner(plan: &Plan<'_>, cpus: CpuPair, progress: bool) -> Result<Vec<Record>> {
-    let steps = 1 + plan.sizes.len() + plan.items.len();
+fn run_inner(
+    plan: &Plan<'_>,
+    cpus: CpuPair,
+    cpus_online: usize,
+    progress: bool,
+) -> Result<(Vec<Record>, Vec<FanoutRecord>)> {
+    let fanout_steps = if plan.fanout.is_some() { FANOUT_READERS.len() * FanoutFlavor::ALL.len() } else { 0 };
+    let steps = 1 + plan.sizes.len() + plan.items.len() + fanout_steps;
     let bar = if progress { ProgressBar::new(steps as u64) } else { ProgressBar::hidden() };
     if let Ok(style) = ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} {msg}") {
         bar.set_style(style.progress_chars("=> "));
@@ -319,9 +341,35 @@ fn run_inner(plan: &Plan<'_>, cpus: CpuPair, progress: bool) -> Result<Vec<Recor
         records.push(rec);
         bar.inc(1);
     }
+
+    // Fan-out, grouped by readers so that each broadcast row runs next to
+    // the SPSC row it is compared with.
+    let mut fanout = Vec::with_capacity(fanout_steps);
+    for t in plan.fanout.iter() {
+        for &readers in &FANOUT_READERS {
+            for flavor in FanoutFlavor::ALL {
+                bar.set_message(format!("fanout {} x{readers}", flavor.name()));
+                let spins = reader_spins(readers, cpus_online);
+                let mut rec = FanoutRecord::new(flavor, readers, spins, t, cpus_online);
+                alarm::set(timeout(t.per_measurement()));
+                rec.c2c_before_ns = probe(cpus, plan.timing.probe);
+                match run_fanout(flavor, readers, spins, *t, cpus) {
+                    Ok(r) => rec.set_result(&r),
+                    Err(e) => {
+                        bar.println(format!("FAILED fanout {} x{readers}: {e}", flavor.name()));
+                        rec.error = Some(e.to_string());
+                    }
+                }
+                rec.c2c_after_ns = probe(cpus, plan.timing.probe);
+                fanout.push(rec);
+                bar.inc(1);
+            }
+        }
+    }
+    fanout_ratios(&mut fanout);
     alarm::cancel();
     bar.finish_and_clear();
-    Ok(records)
+    Ok((records, fanout))
 }
 
 /// p50 of a short core-to-core run, or `None` if it failed (the measurement

@@ -6,7 +6,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use shmlane_benches::{BenchConfig, LIMITS, Mode, compute_ratios, json_lines, plan, render_table, run, write_chart};
+use shmlane_benches::{
+    BenchConfig, FANOUT, FANOUT_SIZE, LIMITS, Mode, compute_ratios, fanout_json_lines, json_lines, plan, render_table,
+    run, write_chart,
+};
 
 /// Arguments of `shmlane bench`.
 #[derive(Debug, Args)]
@@ -23,7 +26,7 @@ pub struct BenchArgs {
     /// Also draw latency percentiles and throughput to this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     chart: Option<PathBuf>,
-    /// Only these transports, comma separated (see --list). The limits always run.
+    /// Only these transports, comma separated (see --list); `fanout` is the fan-out section. The limits always run.
     #[arg(long, value_delimiter = ',')]
     transports: Option<Vec<String>>,
     /// Measured window per measurement in milliseconds (default: fit the run to ~100 s, at most 1500 ms each).
@@ -57,6 +60,7 @@ fn bench(args: &BenchArgs) -> shmlane_benches::Result<ExitCode> {
         }
         out.push_str(&format!("{}\tlimit\t{}\t64\n", LIMITS[0], Mode::Rtt.as_str()));
         out.push_str(&format!("{}\tlimit\t{}\tall\n", LIMITS[1], Mode::Stream.as_str()));
+        out.push_str(&format!("{FANOUT}\tfanout\tfanout\t{FANOUT_SIZE}\n"));
         print!("{out}");
         return Ok(ExitCode::SUCCESS);
     }
@@ -73,7 +77,8 @@ fn bench(args: &BenchArgs) -> shmlane_benches::Result<ExitCode> {
     let table = render_table(&outcome);
     if args.json {
         eprint!("{table}");
-        let lines = json_lines(&outcome.records)?;
+        let mut lines = json_lines(&outcome.records)?;
+        lines.push_str(&fanout_json_lines(&outcome.fanout)?);
         let mut stdout = std::io::stdout().lock();
         stdout
             .write_all(lines.as_bytes())
