@@ -70,9 +70,9 @@ pub fn reader_spins(readers: usize, cpus_online: usize) -> u32 {
 /// Which rings carry the fan-out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FanoutFlavor {
-    /// One [`BroadcastProducer`], N [`BroadcastConsumer`]s.
+    /// One [`shmlane::BroadcastProducer`], N [`shmlane::BroadcastConsumer`]s.
     Broadcast,
-    /// N [`Producer`]/[`Consumer`] pairs; the writer sends each message to every ring.
+    /// N [`shmlane::Producer`]/[`shmlane::Consumer`] pairs; the writer sends each message to every ring.
     Spsc,
 }
 

@@ -52,7 +52,7 @@ pub struct Record {
     pub c2c_before_ns: Option<u64>,
     /// Core-to-core p50 just after, ns.
     pub c2c_after_ns: Option<u64>,
-    /// The probes differ by more than [`C2C_MOVED_FACTOR`]: vCPU placement changed.
+    /// The probes differ by more than `C2C_MOVED_FACTOR`: vCPU placement changed.
     pub c2c_moved: Option<bool>,
     /// System calls per message, both processes (transports that count them).
     pub syscalls_per_msg: Option<f64>,

@@ -8,7 +8,7 @@ use super::{FANOUT_SIZE, FANOUT_SLOTS, FanoutFlavor, FanoutResult, FanoutTiming,
 use crate::report::{C2C_MOVED_FACTOR, Table, fmt_ns, fmt_rate, fmt_ratio, ratio};
 
 /// One fan-out measurement (flavour x readers): a JSON line and a row of
-/// the fan-out section. Shares the first eight fields of [`Record`]
+/// the fan-out section. Shares the first eight fields of [`Record`](crate::report::Record)
 /// (`mode` is `"fanout"`, the figures are per reader) and says what it is in
 /// `kind: "fanout"`.
 #[derive(Debug, Clone, Serialize)]
