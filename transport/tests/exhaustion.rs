@@ -268,7 +268,7 @@ fn assert_foreign(err: &OpenError, shm: &Shm, uid: u32) {
 ///
 /// Not refused, by design of v1: a segment *we* own with a group- or
 /// world-writable mode. Any local user may then write into it, i.e. act as
-/// a hostile peer (see `hostile.rs`: typed errors, no crash). `mode(0o666)`
+/// a hostile peer (see `hostile/`: typed errors, no crash). `mode(0o666)`
 /// is how two users share a segment (with `allow_foreign_owner`).
 #[test]
 fn other_users_are_refused_by_mode_and_owner() {
