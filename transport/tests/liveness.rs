@@ -47,8 +47,19 @@ fn child_entry() {
             assert_eq!(&*rx.recv_timeout(TIMEOUT).expect("first record"), b"hello");
             common::sleep_forever()
         }
+        "panic" => panic!("a deliberate panic in a child"),
         other => panic!("unknown child role {other}"),
     }
+}
+
+/// The harness has teeth: a child that panics fails its test, even where
+/// the test expected the child to die of SIGKILL (the panic hook leaves a
+/// marker before the parent's kill could land).
+#[test]
+#[should_panic(expected = "child panic panicked")]
+fn a_child_that_panics_fails_the_test() {
+    let child = common::spawn("panic", &[]);
+    child.wait_killed(TIMEOUT);
 }
 
 /// Child: opens `NAME` as producer and sends `Msg`s numbered from the

@@ -31,8 +31,26 @@ const CHILD_ENTRY: &str = "child_entry";
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The role this process plays, if it is a child.
+///
+/// In a child this also installs a panic hook that leaves a marker file
+/// for the parent before anything else, then aborts: a child that panics
+/// must fail its test even when the parent's `SIGKILL` lands while the
+/// panic message is still being printed (the exit status alone would then
+/// say "killed", which some tests expect). [`Child`] checks the marker.
 pub fn role() -> Option<String> {
-    std::env::var(ROLE_ENV).ok()
+    let role = std::env::var(ROLE_ENV).ok()?;
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = std::fs::write(panic_marker(std::process::id()), b"panicked");
+        report(info);
+        std::process::abort();
+    }));
+    Some(role)
+}
+
+/// The file a child that panicked leaves behind (per child pid).
+fn panic_marker(child: u32) -> PathBuf {
+    std::env::temp_dir().join(format!("shmlane-it-panicked-{child}"))
 }
 
 /// A variable the parent passed to this child.
@@ -112,7 +130,11 @@ impl Child {
         loop {
             let child = self.inner.as_mut().expect("child already reaped");
             if let Some(status) = child.try_wait().expect("waitpid") {
+                let marker = panic_marker(child.id());
                 self.inner = None;
+                if std::fs::remove_file(&marker).is_ok() {
+                    panic!("child {} panicked (see its message above), exit status {status}", self.role);
+                }
                 return status;
             }
             // Panicking here drops the guard, which kills the child.
