@@ -46,6 +46,16 @@ impl Role {
             Role::Reader => "reader",
         }
     }
+    /// The byte a creator in this role locks before publishing the header
+    /// (MPMC handles and readers: registry entry 0, which a fresh segment's
+    /// first handle takes).
+    fn first_lock_byte(self) -> u64 {
+        match self {
+            Role::Producer | Role::Writer => PRODUCER_LOCK_BYTE,
+            Role::Consumer => CONSUMER_LOCK_BYTE,
+            Role::MpmcProducer | Role::MpmcConsumer | Role::Reader => REGISTRY_OFFSET as u64,
+        }
+    }
     fn is_producer(self) -> bool {
         matches!(self, Role::Producer | Role::MpmcProducer | Role::Writer)
     }
@@ -69,7 +79,10 @@ impl Endpoint {
     /// Creates the segment and takes `role` in it.
     pub(crate) fn create(name: &str, opts: &Options, params: Params, role: Role) -> Result<Self, OpenError> {
         let params = params.with_schema(opts.schema_id.unwrap_or(0));
-        Self::attach(Segment::create(name, opts, params)?, opts, role)
+        // The role's byte is locked before the header is published; the
+        // attach below takes it again through the same open file
+        // description, which succeeds.
+        Self::attach(Segment::create(name, opts, params, role.first_lock_byte())?, opts, role)
     }
 
     /// Opens the segment and takes `role` in it.

@@ -144,8 +144,10 @@ fn map(file: &File, path: &Path, len: u64) -> Result<MmapRaw, OpenError> {
 impl Segment {
     /// Creates the file (O_CREAT | O_EXCL, mode from `opts`), sizes it,
     /// reserves its pages so a full file system fails here and not with a
-    /// SIGBUS later, maps it and publishes the header.
-    pub(crate) fn create(name: &str, opts: &Options, params: Params) -> Result<Self, OpenError> {
+    /// SIGBUS later, maps it, locks the creator's role byte `lock` and only
+    /// then publishes the header: nobody takes a role before the header is
+    /// ready (`open` waits for it), so no opener can take the creator's.
+    pub(crate) fn create(name: &str, opts: &Options, params: Params, lock: u64) -> Result<Self, OpenError> {
         let path = segment_path(name, opts.dir.as_deref())?;
         let len = params.region_len().map_err(|source| OpenError::Layout { path: path.clone(), source })?;
         let file = open_file(&path, opts, true)?;
@@ -159,6 +161,7 @@ impl Segment {
         nix::unistd::ftruncate(&file, len_i).map_err(|e| cleanup(no_space_or(e, "ftruncate", &path, len)))?;
         nix::fcntl::posix_fallocate(&file, 0, len_i).map_err(|e| cleanup(no_space_or(e, "fallocate", &path, len)))?;
         let mapping = map(&file, &path, len).map_err(cleanup)?;
+        ofd_lock(&file, lock, libc::F_WRLCK as i16).map_err(|e| cleanup(io_err("fcntl(F_OFD_SETLK)", &path, e)))?;
         let creator = Creator {
             pid: std::process::id(),
             uid: nix::unistd::geteuid().as_raw(),

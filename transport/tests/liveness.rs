@@ -48,6 +48,7 @@ fn child_entry() {
             common::sleep_forever()
         }
         "panic" => panic!("a deliberate panic in a child"),
+        "race_for_producer" => race_for_producer(),
         other => panic!("unknown child role {other}"),
     }
 }
@@ -453,6 +454,47 @@ fn second_live_producer_is_refused() {
     drop(rx);
     shm.assert_gone();
 }
+
+/// Child: opens `NAME` as producer as fast as it can until the segment
+/// exists and is ready; the creator holds that role, so it must be refused.
+fn race_for_producer() {
+    let name = common::var("NAME");
+    let opts = Options::new().ready_timeout(Duration::ZERO);
+    std::fs::write(common::var("READY"), b"polling").expect("write ready file");
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while std::time::Instant::now() < deadline {
+        match Producer::<Msg>::open(&name, opts.clone()) {
+            Err(OpenError::NotFound { .. } | OpenError::NotReady { .. }) => std::hint::spin_loop(),
+            Err(OpenError::RoleTaken { .. }) => return,
+            Ok(_) => panic!("took the producer role of a segment its creator holds"),
+            Err(e) => panic!("open: {e}"),
+        }
+    }
+    panic!("the segment never became ready");
+}
+
+/// A creator holds its role from before the segment is published: a
+/// process opening it the moment it becomes ready (here: a child polling
+/// `open` in a tight loop) can never take the creator's role.
+#[test]
+fn a_creator_holds_its_role_before_anyone_can_open() {
+    let _serial = serial();
+    for i in 0..ROLE_RACES {
+        let shm = Shm::new(&format!("creator_race{i}"));
+        let ready = Scratch::new("creator_race", &i.to_string());
+        let child = spawn("race_for_producer", &[("NAME", shm.name.clone()), ("READY", ready.arg())]);
+        common::wait_until("the child to poll", TIMEOUT, || ready.path.exists());
+        let tx = Producer::<Msg>::create(&shm.name, Options::new().capacity(16))
+            .unwrap_or_else(|e| panic!("race {i}: the creator lost its role: {e}"));
+        child.wait_ok(TIMEOUT);
+        drop(tx);
+        shm.assert_gone();
+    }
+}
+
+/// Rounds of [`a_creator_holds_its_role_before_anyone_can_open`]: without
+/// the lock-before-publish, about one round in 700 lost the role.
+const ROLE_RACES: usize = 500;
 
 /// Byte rings enforce the same exclusivity.
 #[test]
