@@ -80,7 +80,9 @@ impl Options {
     }
 
     /// Put the segment file in `dir` instead of `/dev/shm` (a hugetlbfs
-    /// mount, another tmpfs). Both sides must use the same directory.
+    /// mount, another tmpfs). Both sides must use the same directory. On
+    /// hugetlbfs the segment is sized in whole huge pages, and creation is
+    /// `NoSpace` when too few are free.
     pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.dir = Some(dir.into());
         self

@@ -132,6 +132,21 @@ fn unlink(path: &Path, opts_dir: Option<&Path>) -> nix::Result<()> {
     }
 }
 
+/// `len` rounded up to what the file system maps in: a hugetlbfs file can
+/// only be sized (and mapped) in whole huge pages, so `ftruncate` to any
+/// other length fails there with `EINVAL`. Other file systems take any
+/// length.
+fn page_multiple(file: &File, len: u64) -> Result<u64, Errno> {
+    let fs = nix::sys::statfs::fstatfs(file)?;
+    if fs.filesystem_type() != nix::sys::statfs::HUGETLBFS_MAGIC {
+        return Ok(len);
+    }
+    // On hugetlbfs `f_bsize` is the huge page size of the mount.
+    #[allow(clippy::unnecessary_cast)] // its type differs between targets
+    let page = (fs.block_size() as u64).max(1);
+    len.checked_next_multiple_of(page).ok_or(Errno::EFBIG)
+}
+
 fn map(file: &File, path: &Path, len: u64) -> Result<MmapRaw, OpenError> {
     let len = usize::try_from(len).map_err(|_| OpenError::BadSize { path: path.to_owned(), len_bytes: len })?;
     MmapOptions::new().len(len).map_raw(file).map_err(|source| OpenError::Io {
@@ -156,6 +171,9 @@ impl Segment {
             let _ = unlink(&path, opts.dir.as_deref());
             e
         };
+        // The header records the rounded length; openers accept a segment
+        // longer than its parameters need as long as the file matches it.
+        let len = page_multiple(&file, len).map_err(|e| cleanup(io_err("fstatfs", &path, e)))?;
         let len_i =
             i64::try_from(len).map_err(|_| cleanup(OpenError::BadSize { path: path.clone(), len_bytes: len }))?;
         nix::unistd::ftruncate(&file, len_i).map_err(|e| cleanup(no_space_or(e, "ftruncate", &path, len)))?;

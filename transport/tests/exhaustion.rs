@@ -12,6 +12,9 @@
 //!   that names the path.
 //! - A file truncated under a live mapping is refused by every new open
 //!   (and by `inspect`), which validate its size against the header.
+//! - A segment in a hugetlbfs directory (`Options::dir`) is sized in whole
+//!   huge pages (hugetlbfs refuses any other length), works, and is
+//!   `NoSpace` when the huge pages run out.
 //!
 //! What is *not* promised: a process still mapping a truncated segment gets
 //! `SIGBUS` from the kernel as soon as it touches a page past the new end
@@ -38,6 +41,7 @@ fn child_entry() {
         "tiny_shm" => tiny_shm(),
         "open_as_nobody" => open_as_nobody(),
         "hold_consumer" => hold_consumer(),
+        "huge_pages" => huge_pages(),
         other => panic!("unknown child role {other}"),
     }
 }
@@ -426,4 +430,79 @@ fn truncated_under_a_live_mapping_is_refused_on_open() {
     child.wait_ok(TIMEOUT);
     shmlane::remove(&shm.name, None).expect("remove");
     shm.assert_gone();
+}
+
+/// A `/proc/meminfo` figure (huge page counts, or kB).
+fn meminfo(key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The command that mounts a hugetlbfs on `dir` in a private mount
+/// namespace, then runs `script` there.
+fn with_hugetlbfs(dir: &str, script: &str) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(format!("mount -t hugetlbfs shmlane-huge {dir} && {script}"));
+    cmd
+}
+
+/// Segments in a hugetlbfs directory: sized in whole huge pages, usable
+/// from both sides, refused with `NoSpace` (not `SIGBUS`) once the huge
+/// pages run out. Needs root (to mount) and two free huge pages (`.ci/run`
+/// reserves some: `echo 4 > /proc/sys/vm/nr_hugepages`).
+#[test]
+fn hugetlbfs_segments_are_whole_huge_pages() {
+    let free = meminfo("HugePages_Free:").unwrap_or(0);
+    let why = if !is_root() {
+        Some("not root (mounting hugetlbfs needs it)".to_owned())
+    } else if free < 2 {
+        Some(format!("{free} free huge pages (echo 4 > /proc/sys/vm/nr_hugepages)"))
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("shmlane-it-huge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mount point");
+    let dir_arg = dir.to_str().expect("utf-8 temp dir").to_owned();
+    let child = spawn_via("huge_pages", &[("HUGE_DIR", dir_arg.clone())], |exe, args| {
+        let mut cmd = with_hugetlbfs(&dir_arg, r#"exec "$0" "$@""#);
+        cmd.arg(exe).args(args);
+        cmd
+    });
+    child.wait_ok(TIMEOUT);
+    let _ = std::fs::remove_dir(&dir);
+}
+
+/// Child, with a hugetlbfs mounted on `HUGE_DIR`.
+fn huge_pages() {
+    let dir = std::path::PathBuf::from(common::var("HUGE_DIR"));
+    let page = meminfo("Hugepagesize:").expect("Hugepagesize") * 1024;
+    let opts = || quick().dir(&dir);
+
+    // 1024 u64s need 20 KiB: the file is one whole huge page, and works.
+    let mut tx = Producer::<u64>::create("huge-spsc", opts().capacity(1024)).expect("create in hugetlbfs");
+    let path = dir.join("huge-spsc");
+    assert_eq!(std::fs::metadata(&path).expect("segment file").len(), page, "not rounded to the huge page");
+    let mut rx = Consumer::<u64>::open("huge-spsc", opts()).expect("open in hugetlbfs");
+    for i in 0..5000u64 {
+        tx.send(i).expect("send");
+        assert_eq!(rx.recv().expect("recv"), i);
+    }
+    let info = shmlane::inspect(&path).expect("inspect");
+    assert_eq!(info.len_bytes, page);
+    drop((tx, rx));
+    assert!(!path.exists(), "the creator unlinks on drop");
+
+    // More than the free huge pages: NoSpace at creation, nothing left.
+    let free = meminfo("HugePages_Free:").expect("HugePages_Free");
+    let capacity = (free + 1) * page;
+    match ByteProducer::create("huge-big", opts().capacity(capacity)) {
+        Err(OpenError::NoSpace { path, .. }) => assert!(!path.exists(), "{} left behind", path.display()),
+        other => panic!("expected NoSpace with {free} free huge pages, got {other:?}"),
+    }
 }
