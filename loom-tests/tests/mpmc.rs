@@ -84,4 +84,37 @@ mod models {
             assert_eq!(all, [1, 2, 3]);
         });
     }
+
+    /// The producers' unblocker never overtakes a live consumer. Entry 2
+    /// holds a stale claim on position 0 from a consumer that died (so a
+    /// stall on 0 always has a dead claimant); entry 1 is a live consumer
+    /// popping position 0. The producer releases the stall whenever the live
+    /// consumer is not among its claimants, and then writes the slot: if
+    /// the live consumer's claim were not published by the CAS that takes
+    /// the slot, that write would race with its read (loom's race detector
+    /// on the slot bytes reports it).
+    #[test]
+    fn the_unblocker_never_releases_a_slot_under_a_live_consumer() {
+        use loom::sync::atomic::Ordering::Relaxed;
+        use shmlane_ring::mpmc::{ROLE_CONSUMER, consumer_stall, release_consumer_stall};
+        model(|| {
+            let region = mpmc(2);
+            let mut tx = MpmcProducer::<u64>::attach(region.clone(), None).unwrap();
+            assert!(tx.try_push(&1).unwrap() && tx.try_push(&2).unwrap());
+            let dead = region.registry(2).unwrap();
+            dead.role.store(ROLE_CONSUMER, Relaxed);
+            dead.claim.store(1, Relaxed);
+            let mut rx = MpmcConsumer::<u64>::attach_with_entry(region.clone(), Some(1)).unwrap();
+            let consumer = thread::spawn(move || rx.try_pop().unwrap());
+            // Without a yield here loom ran the producer side to the end
+            // before the consumer in the only schedule it tried.
+            thread::yield_now();
+            if let Some(stall) = consumer_stall(&region) {
+                if stall.claimants & (1 << 1) == 0 && release_consumer_stall(&region, &stall) {
+                    assert!(tx.try_push(&3).unwrap());
+                }
+            }
+            assert_eq!(consumer.join().unwrap(), Some(1));
+        });
+    }
 }

@@ -208,15 +208,96 @@ pub fn settle_claim(region: &Region, index: usize) -> bool {
     // Relaxed: the caller holds the entry's lock, taken after the previous
     // owner's death (the kernel orders the two).
     let stale = e.claim.load(Ordering::Relaxed);
-    // Acquire: pairs with the consumers' sequence releases; a read position
-    // past the claim means it was consumed or skipped.
-    let read = region.consumer_line().read_pos.load(Ordering::Acquire);
-    if stale != 0 && (read.wrapping_sub(stale) as i64) < 0 {
-        return false;
+    if stale != 0 {
+        // Relaxed: the dead owner's role, as it left it.
+        let unsettled = if e.role.load(Ordering::Relaxed) == ROLE_CONSUMER {
+            // A consumer's claim is settled once its slot was released
+            // (by it, or by a producer's `release_consumer_stall`).
+            let pos = stale.wrapping_sub(1);
+            // Acquire: pairs with the release of the slot.
+            let seq = region.slot_seq((pos & (region.capacity() - 1)) as usize).load(Ordering::Acquire);
+            seq & !SKIPPED == stale
+        } else {
+            // Acquire: pairs with the consumers' sequence releases; a read
+            // position past a producer's claim means it was consumed or
+            // skipped.
+            let read = region.consumer_line().read_pos.load(Ordering::Acquire);
+            (read.wrapping_sub(stale) as i64) < 0
+        };
+        if unsettled {
+            return false;
+        }
     }
     // Relaxed: nobody else writes an entry whose lock we hold.
     e.claim.store(0, Ordering::Relaxed);
     true
+}
+
+/// The slot every producer is waiting on, if a consumer took its message
+/// (moved `read_pos` past it) and has not released it: the consumer died
+/// between the two, or is slow. [`Stall::claimants`] are the registry
+/// entries of consumers claiming it; release it with
+/// [`release_consumer_stall`] only once all of them are known dead.
+pub fn consumer_stall(region: &Region) -> Option<Stall> {
+    let mask = region.capacity() - 1;
+    // Relaxed: a stale value finds a sequence that moved on, and
+    // `release_consumer_stall` re-checks with a CAS anyway.
+    let write = region.producer_line().write_pos.load(Ordering::Relaxed);
+    let pos = write.wrapping_sub(mask + 1);
+    // Acquire: as in `MpmcProducer::try_push`.
+    let seq = region.slot_seq((write & mask) as usize).load(Ordering::Acquire);
+    if seq & !SKIPPED != pos.wrapping_add(1) {
+        return None;
+    }
+    // Acquire: pairs with the consumers' Release CAS of read_pos, so the
+    // claim a consumer stored before it is visible below.
+    let read = region.consumer_line().read_pos.load(Ordering::Acquire);
+    if (read.wrapping_sub(pos) as i64) <= 0 {
+        // Nobody took `pos` yet: the ring is simply full.
+        return None;
+    }
+    let claimants = (0..REGISTRY_ENTRIES)
+        .filter_map(|i| region.registry(i).map(|e| (i, e)))
+        // Relaxed: ordered by the Acquire load of read_pos above.
+        .filter(|(_, e)| {
+            e.role.load(Ordering::Relaxed) == ROLE_CONSUMER && e.claim.load(Ordering::Relaxed) == pos.wrapping_add(1)
+        })
+        .fold(0u32, |bits, (i, _)| bits | (1 << i));
+    Some(Stall { pos, claimants })
+}
+
+/// Releases the slot of a [`consumer_stall`] as its dead consumer would
+/// have: its message is lost (counted in the header's `skipped`). Call only
+/// once every claimant is known dead; a stall with no claimant is never
+/// released (a live consumer without a registry entry may be reading it).
+/// Returns false if nothing was released.
+pub fn release_consumer_stall(region: &Region, stall: &Stall) -> bool {
+    if stall.claimants == 0 {
+        return false;
+    }
+    let capacity = region.capacity();
+    let seq = region.slot_seq((stall.pos & (capacity - 1)) as usize);
+    // Relaxed: the CAS below decides.
+    let current = seq.load(Ordering::Relaxed);
+    if current & !SKIPPED != stall.pos.wrapping_add(1) {
+        return false;
+    }
+    // AcqRel: a release like the dead consumer's (Release, pairs with the
+    // producers' Acquire sequence load) that also observes what it replaces.
+    let released =
+        seq.compare_exchange(current, stall.pos.wrapping_add(capacity), Ordering::AcqRel, Ordering::Relaxed).is_ok();
+    if released {
+        // Relaxed: a statistic.
+        region.header().skipped.fetch_add(1, Ordering::Relaxed);
+        for i in (0..REGISTRY_ENTRIES).filter(|i| stall.claimants & (1 << i) != 0) {
+            if let Some(e) = region.registry(i) {
+                // Relaxed: the dead claimant's entry may be reused now.
+                let _ = e.claim.compare_exchange(stall.pos.wrapping_add(1), 0, Ordering::Relaxed, Ordering::Relaxed);
+            }
+        }
+        wait::ring(&region.wait_line().space);
+    }
+    released
 }
 
 /// A claimed, uncommitted slot holding up every consumer.
@@ -224,7 +305,8 @@ pub fn settle_claim(region: &Region, index: usize) -> bool {
 pub struct Stall {
     /// The stuck position.
     pub pos: u64,
-    /// Registry entries whose producer claims it (bit i = entry i).
+    /// Registry entries whose owner claims it (bit i = entry i): producers
+    /// for a [`MpmcConsumer::stall`], consumers for a [`consumer_stall`].
     pub claimants: u32,
 }
 
@@ -232,6 +314,8 @@ pub struct Stall {
 pub struct MpmcConsumer<T> {
     region: Region,
     mask: u64,
+    /// Registry entry whose `claim` records the position being read.
+    entry: Option<usize>,
     waker: Waker,
     _msg: PhantomData<fn(T) -> T>,
 }
@@ -248,10 +332,32 @@ impl<T: Pod> MpmcConsumer<T> {
     /// # Errors
     /// [`LayoutError`] if the region is not an MPMC ring of `T`.
     pub fn attach(region: Region) -> Result<Self, LayoutError> {
+        Self::attach_with_entry(region, None)
+    }
+
+    /// A consumer owning registry entry `entry` (the transport locks it):
+    /// it records there the position it is reading, so that producers can
+    /// release the slot if this process dies between taking a message and
+    /// freeing its slot (see [`consumer_stall`]).
+    ///
+    /// # Errors
+    /// [`LayoutError`] if the region is not an MPMC ring of `T`, or the
+    /// entry's previous owner died holding an unresolved claim.
+    pub fn attach_with_entry(region: Region, entry: Option<usize>) -> Result<Self, LayoutError> {
         expect_for::<T>(Flavor::Mpmc, None).check(region.params())?;
+        if let Some(index) = entry {
+            if !settle_claim(&region, index) {
+                return Err(LayoutError::RegistryEntry { index, reason: "holds an unresolved claim" });
+            }
+            if let Some(e) = region.registry(index) {
+                // Relaxed: the transport took this entry under its lock.
+                e.role.store(ROLE_CONSUMER, Ordering::Relaxed);
+            }
+        }
         let mask = region.capacity() - 1;
         let waker = Waker::new(&region.wait_line().space);
-        Ok(Self { region, mask, waker, _msg: PhantomData })
+        let entry = entry.filter(|&i| i < REGISTRY_ENTRIES);
+        Ok(Self { region, mask, entry, waker, _msg: PhantomData })
     }
 
     /// Number of slots.
@@ -272,6 +378,7 @@ impl<T: Pod> MpmcConsumer<T> {
     pub fn try_pop(&mut self) -> Result<Option<T>, Corruption> {
         let line = self.region.consumer_line();
         let capacity = self.mask + 1;
+        let claim = self.entry.and_then(|i| self.region.registry(i)).map(|e| &e.claim);
         // Relaxed: a hint; the CAS below decides.
         let mut pos = line.read_pos.load(Ordering::Relaxed);
         loop {
@@ -284,8 +391,15 @@ impl<T: Pod> MpmcConsumer<T> {
             let ready = pos.wrapping_add(1);
             let skipped = seq == ready | SKIPPED;
             if seq == ready || skipped {
-                // Relaxed: the slot's sequence, not read_pos, carries the data.
-                match line.read_pos.compare_exchange(pos, ready, Ordering::Relaxed, Ordering::Relaxed) {
+                if let Some(claim) = claim {
+                    // Relaxed: published by the Release CAS below to a
+                    // producer that acquires read_pos in `consumer_stall`.
+                    claim.store(ready, Ordering::Relaxed);
+                }
+                // Release on success: publishes the claim above (the slot's
+                // sequence, not read_pos, carries the data). Relaxed on
+                // failure: we only retry.
+                match line.read_pos.compare_exchange(pos, ready, Ordering::Release, Ordering::Relaxed) {
                     Ok(_) => {}
                     Err(current) => {
                         pos = current;
@@ -302,6 +416,10 @@ impl<T: Pod> MpmcConsumer<T> {
                 // Release: pairs with the producer's Acquire load of the
                 // sequence in `try_push`: our read is done before reuse.
                 self.region.slot_seq(slot).store(pos.wrapping_add(capacity), Ordering::Release);
+                if let Some(claim) = claim {
+                    // Relaxed: read only after a stall, which this ends.
+                    claim.store(0, Ordering::Relaxed);
+                }
                 self.waker.notify(&self.region.wait_line().space);
                 match value {
                     Some(v) => return Ok(Some(v)),
@@ -314,6 +432,11 @@ impl<T: Pod> MpmcConsumer<T> {
                 }
             }
             if (seq.wrapping_sub(ready) as i64) < 0 {
+                if let Some(claim) = claim {
+                    // Relaxed: a claim left by a lost CAS above names a
+                    // position another consumer took; clear it.
+                    claim.store(0, Ordering::Relaxed);
+                }
                 return Ok(None);
             }
             // Another consumer took `pos` (its CAS precedes the sequence we

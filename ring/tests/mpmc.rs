@@ -376,3 +376,96 @@ fn impossible_sequence_words_are_corruption() {
         assert!(rx.len() <= 4);
     }
 }
+
+/// As a consumer that took position `pos` (its claim in `entry`, its CAS
+/// on `read_pos`) and died before releasing the slot.
+fn die_mid_pop(region: &Region, entry: usize, pos: u64) {
+    let e = region.registry(entry).unwrap();
+    e.role.store(ROLE_CONSUMER, Relaxed);
+    e.claim.store(pos + 1, Relaxed);
+    region.consumer_line().read_pos.store(pos + 1, Relaxed);
+}
+
+#[test]
+fn a_slot_taken_by_a_dead_consumer_is_released_for_the_producers() {
+    let region = region(4);
+    let mut tx = MpmcProducer::<u64>::attach(region.clone(), Some(0)).unwrap();
+    let mut rx = MpmcConsumer::<u64>::attach_with_entry(region.clone(), Some(1)).unwrap();
+    for i in 0..4 {
+        assert!(tx.try_push(&i).unwrap());
+    }
+    die_mid_pop(&region, 2, 0);
+    // The other consumers go on past it...
+    for i in 1..4 {
+        assert_eq!(rx.try_pop().unwrap(), Some(i));
+    }
+    // ...until the producers come round to its slot, still holding message 0.
+    assert!(!tx.try_push(&4).unwrap());
+    let stall = shmlane_ring::mpmc::consumer_stall(&region).expect("the producers are held up");
+    assert_eq!(stall, Stall { pos: 0, claimants: 1 << 2 });
+    // The entry's dead owner left an unresolved claim: a new handle may not
+    // take it (that would erase the evidence).
+    assert!(!shmlane_ring::mpmc::settle_claim(&region, 2));
+    // The caller decided entry 2's owner is dead: release the slot.
+    assert!(shmlane_ring::mpmc::release_consumer_stall(&region, &stall));
+    assert!(!shmlane_ring::mpmc::release_consumer_stall(&region, &stall), "released once");
+    assert_eq!(region.header().skipped.load(Relaxed), 1, "message 0 went down with its consumer");
+    assert_eq!(region.registry(2).unwrap().claim.load(Relaxed), 0);
+    assert!(shmlane_ring::mpmc::settle_claim(&region, 2));
+    for i in 4..12 {
+        assert!(tx.try_push(&i).unwrap());
+        assert_eq!(rx.try_pop().unwrap(), Some(i));
+    }
+    // A live consumer's claim is cleared once it released its slot.
+    assert_eq!(region.registry(1).unwrap().claim.load(Relaxed), 0);
+}
+
+#[test]
+fn a_full_ring_or_a_claimless_stall_is_never_released() {
+    let region = region(2);
+    let mut tx = MpmcProducer::<u64>::attach(region.clone(), None).unwrap();
+    assert!(tx.try_push(&0).unwrap() && tx.try_push(&1).unwrap());
+    // Full, nothing taken: not a consumer stall.
+    assert_eq!(shmlane_ring::mpmc::consumer_stall(&region), None);
+    // Taken by a consumer with no registry entry (it may be alive and
+    // reading): a stall with no claimant, which is never released.
+    region.consumer_line().read_pos.store(1, Relaxed);
+    let stall = shmlane_ring::mpmc::consumer_stall(&region).expect("stall");
+    assert_eq!(stall.claimants, 0);
+    assert!(!shmlane_ring::mpmc::release_consumer_stall(&region, &stall));
+}
+
+#[test]
+fn consumers_with_entries_pass_every_message_under_threads() {
+    const PER: u64 = 20_000;
+    let _one = one_stress_at_a_time();
+    let region = region(8);
+    let producers: Vec<_> = (0..2)
+        .map(|p| {
+            let mut tx = MpmcProducer::<u64>::attach(region.clone(), Some(p)).unwrap();
+            std::thread::spawn(move || {
+                for i in 0..PER {
+                    tx.push_blocking::<TestError>(&(p as u64 * PER + i), WaitStrategy::BusySpin, patient()).unwrap();
+                }
+            })
+        })
+        .collect();
+    let consumers: Vec<_> = (0..2)
+        .map(|c| {
+            let mut rx = MpmcConsumer::<u64>::attach_with_entry(region.clone(), Some(2 + c)).unwrap();
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                while got.len() < PER as usize {
+                    got.push(rx.pop_blocking::<TestError>(WaitStrategy::BusySpin, patient()).unwrap());
+                }
+                got
+            })
+        })
+        .collect();
+    producers.into_iter().for_each(|h| h.join().unwrap());
+    let mut all: Vec<u64> = consumers.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..2 * PER).collect::<Vec<_>>());
+    assert_eq!(region.header().skipped.load(Relaxed), 0);
+    assert!((2..4).all(|i| region.registry(i).unwrap().claim.load(Relaxed) == 0));
+}

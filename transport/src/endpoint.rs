@@ -159,8 +159,12 @@ impl Endpoint {
     /// [`PROBE_EVERY`] unless `force`.
     pub(crate) fn peer_gone(&mut self, force: bool) -> bool {
         let now = Instant::now();
-        if !force && self.last_probe.is_some_and(|t| now.duration_since(t) < PROBE_EVERY) {
-            return self.peer_gone;
+        // Only "alive" is taken from the last probe: "gone" is probed again,
+        // so a peer that attached since (a new MPMC consumer, a restarted
+        // producer) is never reported gone. That costs a syscall per call
+        // only while no peer is there.
+        if !force && !self.peer_gone && self.last_probe.is_some_and(|t| now.duration_since(t) < PROBE_EVERY) {
+            return false;
         }
         self.last_probe = Some(now);
         let live = self.seg.region.liveness();

@@ -3,9 +3,11 @@
 //! so their `try_send`/`send`/`send_timeout` bodies are written once here.
 
 /// `try_send`, `send`, `send_timeout` for a handle with a `ring` that has
-/// `try_push`/`push_blocking` and an `ep: Endpoint`.
+/// `try_push`/`push_blocking` and an `ep: Endpoint`. `$unwedge(&Endpoint)`,
+/// if given, runs before each sleep of a blocking send (MPMC: release a slot
+/// held by a dead consumer).
 macro_rules! send_family {
-    () => {
+    ($($unwedge:path)?) => {
         /// Sends `value` if there is room now; never blocks, and makes no
         /// system call while the consumer is awake.
         ///
@@ -43,8 +45,11 @@ macro_rules! send_family {
 
         fn send_until(&mut self, value: T, deadline: Option<std::time::Instant>) -> Result<(), SendError<T>> {
             let Self { ring, ep } = self;
-            ring.push_blocking::<crate::error::Stop>(&value, ep.wait, || ep.check(deadline))
-                .map_err(|s| s.into_send(value))
+            ring.push_blocking::<crate::error::Stop>(&value, ep.wait, || {
+                $($unwedge(ep);)?
+                ep.check(deadline)
+            })
+            .map_err(|s| s.into_send(value))
         }
     };
 }

@@ -60,7 +60,7 @@ impl<T: Pod> MpmcProducer<T> {
         Ok(Self { ring, ep })
     }
 
-    crate::family::send_family!();
+    crate::family::send_family!(unwedge_consumers);
 
     /// Sends every value in order, waiting while full.
     ///
@@ -112,7 +112,8 @@ impl<T: Pod> MpmcConsumer<T> {
     }
 
     fn attach(ep: Endpoint) -> Result<Self, OpenError> {
-        let ring = shmlane_ring::MpmcConsumer::attach(ep.seg.region.clone()).map_err(|e| layout_err(&ep, e))?;
+        let ring = shmlane_ring::MpmcConsumer::attach_with_entry(ep.seg.region.clone(), ep.entry)
+            .map_err(|e| layout_err(&ep, e))?;
         ring.set_strategy(ep.wait);
         Ok(Self { ring, ep })
     }
@@ -180,6 +181,24 @@ impl<T: Pod> MpmcConsumer<T> {
     /// True if no message is waiting now.
     pub fn is_empty(&self) -> bool {
         self.ring.is_empty()
+    }
+}
+
+/// If every producer waits on a slot whose message a consumer took and
+/// never released (it died in between), release the slot: the mirror of
+/// [`unwedge`]. Only with at least one claimant and none alive: a live
+/// consumer still reading is never overtaken. Runs before each sleep of a
+/// blocking send; `try_send` only reports `Full`.
+fn unwedge_consumers(ep: &Endpoint) {
+    let region = &ep.seg.region;
+    let Some(stall) = shmlane_ring::mpmc::consumer_stall(region) else { return };
+    if stall.claimants == 0 {
+        return;
+    }
+    let any_alive =
+        (0..32).filter(|i| stall.claimants & (1 << i) != 0).any(|i| ep.entry_alive(i as usize).unwrap_or(true));
+    if !any_alive {
+        shmlane_ring::mpmc::release_consumer_stall(region, &stall);
     }
 }
 

@@ -5,7 +5,9 @@ use crate::board::{Board, COMMITTED, CONSUMED, IN_GRANT, READY};
 use crate::common::{self, Msg, Rng, assert_msg, strategy_var};
 use crate::payload::{POISON, Wide, check_record, fill_record, record_len};
 use crate::support::spin;
-use shmlane::{ByteConsumer, ByteProducer, Consumer, MpmcProducer, Options, Producer, RecvError, SendError};
+use shmlane::{
+    ByteConsumer, ByteProducer, Consumer, MpmcConsumer, MpmcProducer, Options, Producer, RecvError, SendError,
+};
 
 /// Child: the producer of `NAME` (creating it with capacity `CREATE` if
 /// given, else opening it). Sends `Msg::new(0)`, `Msg::new(1)`, ... forever,
@@ -141,5 +143,26 @@ pub(crate) fn mpmc_producer() {
             panic!("producer {id} send {n}: {e}");
         }
         board.set(COMMITTED + id as usize, n + 1);
+    }
+}
+
+/// Child: an MPMC consumer of producer 0's wide messages. Checks each is
+/// whole and later than the last, records its first on the board (`READY`)
+/// and `n + 1` of the last (`CONSUMED`), until it is killed.
+pub(crate) fn mpmc_consumer() {
+    let name = common::var("NAME");
+    let board = Board::open(&common::var("BOARD"));
+    let mut rx = MpmcConsumer::<Wide>::open(&name, Options::new()).expect("open mpmc consumer");
+    let mut last = None;
+    loop {
+        let m = rx.recv_timeout(common::TIMEOUT).unwrap_or_else(|e| panic!("mpmc consumer: {e}"));
+        let (id, n) = m.check().unwrap_or_else(|e| panic!("mpmc consumer: {e}"));
+        assert_eq!(id, 0, "one producer");
+        assert!(last.is_none_or(|l| n > l), "message {n} after {last:?}: duplicated or reordered");
+        if last.is_none() {
+            board.set(READY, n + 1);
+        }
+        last = Some(n);
+        board.set(CONSUMED, n + 1);
     }
 }

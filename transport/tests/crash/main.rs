@@ -90,6 +90,7 @@ fn child_entry() {
         "byte_producer" => children::byte_producer(),
         "byte_consumer" => children::byte_consumer(),
         "mpmc_producer" => children::mpmc_producer(),
+        "mpmc_consumer" => children::mpmc_consumer(),
         other => panic!("unknown child role {other}"),
     }
 }
@@ -169,6 +170,16 @@ fn both_sigkilled_then_new_pair_resumes() {
 #[test]
 fn mpmc_producers_sigkilled_mid_write() {
     mpmc::mpmc_producers_sigkilled_mid_write();
+}
+
+/// MPMC consumers SIGKILLed at random while a producer streams wide
+/// messages into a small ring: a kill often lands between a consumer's
+/// taking a message and freeing its slot. The producer must never wedge on
+/// that slot (it releases it once it sees the claimant dead); no message is
+/// delivered twice; each dead consumer takes at most the message it held.
+#[test]
+fn mpmc_consumers_sigkilled_mid_read_never_wedge_the_producer() {
+    mpmc::mpmc_consumers_sigkilled_mid_read_never_wedge_the_producer();
 }
 
 /// Found by `mpmc_producers_sigkilled_mid_write`: a slot skipped for a dead

@@ -1,11 +1,11 @@
 //! MPMC rings: producers SIGKILLed mid-write, and the skipped-slot
 //! regression the crash suite found.
 
-use crate::board::{Board, COMMITTED};
+use crate::board::{Board, COMMITTED, CONSUMED, READY};
 use crate::common::{Shm, TIMEOUT, serial, spawn, strategy_arg};
 use crate::payload::Wide;
 use crate::support::{Latencies, any_wait, kill_after, reap, seeded_rng};
-use shmlane::{MpmcConsumer, Options, RecvError};
+use shmlane::{MpmcConsumer, MpmcProducer, Options, RecvError, SendError};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -117,4 +117,79 @@ pub(crate) fn mpmc_skipped_slot_not_yet_passed_is_full_not_corrupt() {
     assert_eq!(live.try_push(&8), Ok(true));
     assert_eq!(rx.try_pop(), Ok(Some(8)));
     assert_eq!(region.header().skipped.load(Ordering::Relaxed), 1);
+}
+
+/// The body of [`crate::mpmc_consumers_sigkilled_mid_read_never_wedge_the_producer`].
+pub(crate) fn mpmc_consumers_sigkilled_mid_read_never_wedge_the_producer() {
+    const KILLS: usize = 30;
+    let _serial = serial();
+    let mut rng = seeded_rng("mpmc_consumers_sigkilled_mid_read");
+    let shm = Shm::new("crash_mpmc_rx");
+    let mut tx = MpmcProducer::<Wide>::create(&shm.name, Options::new().capacity(4)).expect("create producer");
+    let mut message = Wide::new(0, 0);
+    let mut n = 0u64;
+    // `n + 1` of the last message the previous consumers recorded.
+    let mut recorded = 0u64;
+    for kill in 0..=KILLS {
+        let board = Board::create("crash_mpmc_rx");
+        let child = spawn("mpmc_consumer", &[("NAME", shm.name.clone()), ("BOARD", board.arg())]);
+        // Until it holds its entry, a send would find no consumer alive.
+        crate::common::wait_until("the consumer to attach", TIMEOUT, || {
+            shmlane::inspect(&shm.path()).is_ok_and(|i| i.consumer.is_alive())
+        });
+        let last_round = kill == KILLS;
+        // Stream until the consumer has taken a few messages, then kill it
+        // at a random moment while the stream goes on.
+        let after = n + 2 + rng.up_to(20) as u64;
+        let delay = Duration::from_micros(rng.up_to(2_000) as u64);
+        let pid = child.pid();
+        let killer = (!last_round).then(|| {
+            let board = &board;
+            let killed = std::sync::atomic::AtomicBool::new(false);
+            std::thread::scope(|s| {
+                let killer = s.spawn(|| {
+                    let result = kill_after(pid, delay, || board.get(CONSUMED) > after);
+                    killed.store(true, Ordering::Release);
+                    result
+                });
+                loop {
+                    message.set_seq(0, n);
+                    match tx.send_timeout(message, TIMEOUT) {
+                        Ok(()) => n += 1,
+                        // The consumer is dead: no one to wait for.
+                        Err(SendError::Disconnected(_)) => {
+                            assert!(killed.load(Ordering::Acquire), "kill {kill}: Disconnected with a live consumer");
+                            break;
+                        }
+                        Err(e) => panic!("kill {kill}: send {n}: {e} (the producer wedged on a dead consumer's slot?)"),
+                    }
+                }
+                killer.join().expect("killer thread")
+            })
+        });
+        if let Some(killed) = killer {
+            killed.unwrap_or_else(|e| panic!("kill {kill}: {e}"));
+            reap(child, &board);
+        } else {
+            // The last consumer lives: a few more laps of the ring prove the
+            // producer is not wedged, then it is killed too.
+            let target = n + 64;
+            while n < target {
+                message.set_seq(0, n);
+                tx.send_timeout(message, TIMEOUT).unwrap_or_else(|e| panic!("send {n} to the last consumer: {e}"));
+                n += 1;
+            }
+            crate::common::wait_until("the last consumer to catch up", TIMEOUT, || board.get(CONSUMED) + 4 >= n);
+            child.kill9();
+            reap(child, &board);
+        }
+        let first = board.get(READY);
+        assert!(first == 0 || first > recorded, "kill {kill}: message {} delivered again", first - 1);
+        recorded = recorded.max(board.get(CONSUMED));
+    }
+    let released = shmlane::inspect(&shm.path()).expect("inspect").header.skipped;
+    eprintln!("{KILLS} consumer kills: {released} slots released after a consumer died holding them");
+    assert!(released <= KILLS as u64, "more slots released ({released}) than consumers killed");
+    drop(tx);
+    shm.assert_gone();
 }
