@@ -344,12 +344,7 @@ fn child_main(parent: Pid, cpu: Option<usize>, me: &ReaderReport, role: impl FnO
             1
         }
         Err(panic) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panicked".to_owned());
-            me.fail(&format!("panic: {msg}"));
+            me.fail(&format!("panic: {}", crate::process::panic_message(panic.as_ref())));
             101
         }
     }

@@ -45,6 +45,7 @@ pub use harness::{
     fill_message, new_histogram, run_rtt, run_stream,
 };
 pub use limits::{C2cWindow, CrossCoreCopy, MemcpyResult, core_to_core, memcpy};
+pub use process::panic_message;
 pub use report::{Record, compute_ratios, fmt_ns, fmt_rate, json_lines, pipe_baseline, render_table};
 pub use run::{BenchConfig, MAX_SIZE, Outcome, Plan, PlanItem, Timing, plan, run};
 pub use sys::{CpuPair, SharedMem, Usage, choose_cpus, pin_to};

@@ -202,13 +202,18 @@ fn child_main<S>(
             1
         }
         Err(panic) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panicked".to_owned());
-            ctrl.write_error(&format!("panic: {msg}"));
+            ctrl.write_error(&format!("panic: {}", panic_message(panic.as_ref())));
             101
         }
     }
+}
+
+/// The message a caught panic carried (`panic!` with a literal or a
+/// formatted string), for a child to report to its parent.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
 }

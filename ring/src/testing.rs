@@ -465,40 +465,36 @@ fn segment_bytes(params: Params, run: impl FnOnce(&Region)) -> Vec<u8> {
 fn spsc_sample<T: Pod>(capacity: u64, push: usize, pop: usize) -> Vec<u8> {
     let params = Params::fixed(Flavor::Spsc, capacity, size_of::<T>(), align_of::<T>()).expect("small shape");
     segment_bytes(params, |region| {
-        let mut tx = SpscProducer::<T>::attach(region.clone()).expect("fresh ring");
-        let mut rx = SpscConsumer::<T>::attach(region.clone()).expect("fresh ring");
-        let mut value = T::zeroed();
-        for i in 0..push {
-            // Interleave so that `push` may exceed the capacity (wrapping).
-            bytemuck::bytes_of_mut(&mut value).fill(i as u8);
-            if !tx.try_push(&value).expect("valid ring") {
-                rx.try_pop().expect("valid ring");
-                assert!(tx.try_push(&value).expect("valid ring"));
-            }
-        }
-        for _ in 0..pop {
-            rx.try_pop().expect("valid ring");
-        }
+        let tx = SpscProducer::<T>::attach(region.clone()).expect("fresh ring");
+        let rx = SpscConsumer::<T>::attach(region.clone()).expect("fresh ring");
+        fill_sample(&mut Spsc(tx, rx), push, pop);
     })
 }
 
 fn mpmc_sample<T: Pod>(capacity: u64, push: usize, pop: usize) -> Vec<u8> {
     let params = Params::fixed(Flavor::Mpmc, capacity, size_of::<T>(), align_of::<T>()).expect("small shape");
     segment_bytes(params, |region| {
-        let mut tx = MpmcProducer::<T>::attach(region.clone(), Some(0)).expect("fresh ring");
-        let mut rx = MpmcConsumer::<T>::attach(region.clone()).expect("fresh ring");
-        let mut value = T::zeroed();
-        for i in 0..push {
-            bytemuck::bytes_of_mut(&mut value).fill(i as u8);
-            if !tx.try_push(&value).expect("valid ring") {
-                rx.try_pop().expect("valid ring");
-                assert!(tx.try_push(&value).expect("valid ring"));
-            }
-        }
-        for _ in 0..pop {
-            rx.try_pop().expect("valid ring");
-        }
+        let tx = MpmcProducer::<T>::attach(region.clone(), Some(0)).expect("fresh ring");
+        let rx = MpmcConsumer::<T>::attach(region.clone()).expect("fresh ring");
+        fill_sample(&mut Mpmc(tx, rx), push, pop);
     })
+}
+
+/// Pushes `push` messages (message i is bytes `i`), popping one whenever
+/// the ring is full so `push` may exceed the capacity (wrapping), then pops
+/// `pop`.
+fn fill_sample<T: Pod>(ring: &mut impl Fixed<T>, push: usize, pop: usize) {
+    let mut value = T::zeroed();
+    for i in 0..push {
+        bytemuck::bytes_of_mut(&mut value).fill(i as u8);
+        if !ring.push(&value).expect("valid ring") {
+            ring.pop().expect("valid ring");
+            assert!(ring.push(&value).expect("valid ring"));
+        }
+    }
+    for _ in 0..pop {
+        ring.pop().expect("valid ring");
+    }
 }
 
 /// A broadcast ring (typed `[u64; 3]` or byte records) after `push`

@@ -294,12 +294,7 @@ fn child_main(child: &Child<'_>, body: fn(&Child<'_>) -> Res<Counts>, cpu: Optio
             1
         }
         Err(panic) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "(no message)".to_owned());
-            slot.error.write(&format!("panicked: {msg}"));
+            slot.error.write(&format!("panicked: {}", shmlane_benches::panic_message(panic.as_ref())));
             101
         }
     }
