@@ -226,7 +226,7 @@ impl Reader {
             return Ok(None);
         }
         if owner > pos {
-            return Err(self.lag(pos, owner));
+            return Err(self.lag(pos, version));
         }
         Err(Corruption::Sequence { pos, found: version }.into())
     }
@@ -242,13 +242,19 @@ impl Reader {
         if owner & self.mask != pos & self.mask || owner <= pos {
             return Corruption::Sequence { pos, found: version }.into();
         }
-        self.lag(pos, owner)
+        self.lag(pos, version)
     }
 
-    /// The writer has started `owner` (`> pos`, same slot): jump to the
-    /// oldest message that can still be intact and report the jump.
-    fn lag(&mut self, pos: u64, owner: u64) -> ReadError {
+    /// The slot's `version` says the writer has started a later position
+    /// `owner` (`> pos`, same slot): jump to the oldest message that can
+    /// still be intact and report the jump.
+    fn lag(&mut self, pos: u64, version: u64) -> ReadError {
         let capacity = self.mask + 1;
+        let owner = owner(version);
+        if owner >= MAX_BROADCAST_POS {
+            // No writer gets there: a hostile version, not a lap.
+            return Corruption::Sequence { pos, found: version }.into();
+        }
         // Acquire: pairs with the writer's Release store of `write_pos`.
         let write = self.region.producer_line().write_pos.load(Ordering::Acquire);
         if write >= MAX_BROADCAST_POS {
@@ -682,7 +688,13 @@ mod tests {
         region.producer_line().write_pos.store(u64::MAX, Ordering::Relaxed);
         assert!(matches!(r.try_read(), Err(ReadError::Corrupted(Corruption::Positions { .. }))));
         assert!(BroadcastReader::<[u64; 3]>::attach(region.clone(), Start::Latest).is_err());
-        assert!(BroadcastWriter::<[u64; 3]>::attach(region).is_err());
+        assert!(BroadcastWriter::<[u64; 3]>::attach(region.clone()).is_err());
+        // A version naming a position no writer reaches is not a lap.
+        region.producer_line().write_pos.store(1, Ordering::Relaxed);
+        let mut r = BroadcastReader::<[u64; 3]>::attach(region.clone(), Start::Oldest).unwrap();
+        region.slot_seq(0).store(complete(crate::layout::MAX_BROADCAST_POS), Ordering::Relaxed);
+        assert!(matches!(r.try_read(), Err(ReadError::Corrupted(Corruption::Sequence { pos: 0, .. }))));
+        assert_eq!(r.position(), 0, "a hostile version does not move the cursor");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::error::{Corruption, LayoutError};
 use crate::layout::{Flavor, REGISTRY_ENTRIES};
 use crate::region::Region;
 use crate::spsc::expect_for;
-use crate::sync::Ordering;
+use crate::sync::{AtomicU64, Ordering};
 use crate::wait::{self, WaitStrategy, Waker};
 use bytemuck::Pod;
 use std::marker::PhantomData;
@@ -159,8 +159,10 @@ impl<T: Pod> MpmcProducer<T> {
         // `MpmcConsumer::try_pop`: the payload is visible first.
         self.region.slot_seq(slot).store(pos.wrapping_add(1), Ordering::Release);
         if let Some(claim) = claim {
-            // Relaxed: only read after a stall was seen, which this commit ends.
-            claim.store(0, Ordering::Relaxed);
+            // Release: pairs with the Acquire claimant loads in
+            // `MpmcConsumer::stall`: a consumer that reads this 0 sees the
+            // commit above, so its skip CAS fails instead of overwriting it.
+            claim.store(0, Ordering::Release);
         }
         self.waker.notify(&self.region.wait_line().data);
         Ok(true)
@@ -233,6 +235,17 @@ pub fn settle_claim(region: &Region, index: usize) -> bool {
     true
 }
 
+/// Clears a consumer's claim when it leaves `try_pop` holding no slot: a
+/// claim left by a lost CAS names a position another consumer took.
+#[inline]
+fn clear_claim(claim: Option<&AtomicU64>) {
+    if let Some(claim) = claim {
+        // Relaxed: this consumer holds no slot, so there is no release for a
+        // producer to order after.
+        claim.store(0, Ordering::Relaxed);
+    }
+}
+
 /// The slot every producer is waiting on, if a consumer took its message
 /// (moved `read_pos` past it) and has not released it: the consumer died
 /// between the two, or is slow. [`Stall::claimants`] are the registry
@@ -258,9 +271,13 @@ pub fn consumer_stall(region: &Region) -> Option<Stall> {
     }
     let claimants = (0..REGISTRY_ENTRIES)
         .filter_map(|i| region.registry(i).map(|e| (i, e)))
-        // Relaxed: ordered by the Acquire load of read_pos above.
+        // Role Relaxed (a hint). Claim Acquire: pairs with the Release
+        // clear after a consumer's slot release: a claim read as cleared
+        // means that release happened before, so the CAS in
+        // `release_consumer_stall` fails. The claim itself was published by
+        // the consumer's Release CAS, acquired with read_pos above.
         .filter(|(_, e)| {
-            e.role.load(Ordering::Relaxed) == ROLE_CONSUMER && e.claim.load(Ordering::Relaxed) == pos.wrapping_add(1)
+            e.role.load(Ordering::Relaxed) == ROLE_CONSUMER && e.claim.load(Ordering::Acquire) == pos.wrapping_add(1)
         })
         .fold(0u32, |bits, (i, _)| bits | (1 << i));
     Some(Stall { pos, claimants })
@@ -269,8 +286,10 @@ pub fn consumer_stall(region: &Region) -> Option<Stall> {
 /// Releases the slot of a [`consumer_stall`] as its dead consumer would
 /// have: its message is lost (counted in the header's `skipped`). Call only
 /// once every claimant is known dead; a stall with no claimant is never
-/// released (a live consumer without a registry entry may be reading it).
-/// Returns false if nothing was released.
+/// released. Consumers without a registry entry make no claims, so they
+/// must not share a segment with registered ones where this runs: a dead
+/// registered consumer's stale claim could then name a slot an unregistered
+/// one is reading. Returns false if nothing was released.
 pub fn release_consumer_stall(region: &Region, stall: &Stall) -> bool {
     if stall.claimants == 0 {
         return false;
@@ -383,6 +402,7 @@ impl<T: Pod> MpmcConsumer<T> {
         let mut pos = line.read_pos.load(Ordering::Relaxed);
         loop {
             if pos >= MAX_POS {
+                clear_claim(claim);
                 return Err(Corruption::Positions { write: 0, read: pos, capacity });
             }
             let slot = (pos & self.mask) as usize;
@@ -417,8 +437,10 @@ impl<T: Pod> MpmcConsumer<T> {
                 // sequence in `try_push`: our read is done before reuse.
                 self.region.slot_seq(slot).store(pos.wrapping_add(capacity), Ordering::Release);
                 if let Some(claim) = claim {
-                    // Relaxed: read only after a stall, which this ends.
-                    claim.store(0, Ordering::Relaxed);
+                    // Release: pairs with the Acquire claimant loads in
+                    // `consumer_stall`: a producer that reads this 0 sees
+                    // the slot release above, so it never releases it again.
+                    claim.store(0, Ordering::Release);
                 }
                 self.waker.notify(&self.region.wait_line().space);
                 match value {
@@ -431,18 +453,18 @@ impl<T: Pod> MpmcConsumer<T> {
                     }
                 }
             }
-            if (seq.wrapping_sub(ready) as i64) < 0 {
-                if let Some(claim) = claim {
-                    // Relaxed: a claim left by a lost CAS above names a
-                    // position another consumer took; clear it.
-                    claim.store(0, Ordering::Relaxed);
-                }
+            // Masked: a previous lap's skipped slot that its consumer has
+            // not passed yet reads `(pos + 1 - capacity) | SKIPPED`, which is
+            // "not yet committed" here, not a later lap.
+            if ((seq & !SKIPPED).wrapping_sub(ready) as i64) < 0 {
+                clear_claim(claim);
                 return Ok(None);
             }
             // Another consumer took `pos` (its CAS precedes the sequence we
             // acquired), so read_pos must have moved.
             let current = line.read_pos.load(Ordering::Relaxed);
             if current == pos {
+                clear_claim(claim);
                 return Err(Corruption::Sequence { pos, found: seq });
             }
             pos = current;
@@ -496,10 +518,14 @@ impl<T: Pod> MpmcConsumer<T> {
         }
         let claimants = (0..REGISTRY_ENTRIES)
             .filter_map(|i| self.region.registry(i).map(|e| (i, e)))
-            // Relaxed: ordered by the Acquire load of write_pos above.
+            // Role Relaxed (a hint). Claim Acquire: pairs with the Release
+            // clear after a producer's commit: a claim read as cleared means
+            // the commit happened before, so `skip_stalled`'s CAS fails. The
+            // claim itself was published by the producer's AcqRel CAS,
+            // acquired with write_pos above.
             .filter(|(_, e)| {
                 e.role.load(Ordering::Relaxed) == ROLE_PRODUCER
-                    && e.claim.load(Ordering::Relaxed) == pos.wrapping_add(1)
+                    && e.claim.load(Ordering::Acquire) == pos.wrapping_add(1)
             })
             .fold(0u32, |bits, (i, _)| bits | (1 << i));
         Some(Stall { pos, claimants })

@@ -469,3 +469,20 @@ fn consumers_with_entries_pass_every_message_under_threads() {
     assert_eq!(region.header().skipped.load(Relaxed), 0);
     assert!((2..4).all(|i| region.registry(i).unwrap().claim.load(Relaxed) == 0));
 }
+
+/// Found in review: while one consumer still holds a skipped slot of the
+/// previous lap (`(q + 1) | SKIPPED`, not yet passed), another consumer
+/// coming round to that slot must see "not yet committed", not corruption.
+#[test]
+fn a_previous_lap_skip_still_held_reads_as_empty() {
+    let (region, mem) = raw_region(2);
+    let mut tx = MpmcProducer::<u64>::attach(region.clone(), None).unwrap();
+    let mut rx = MpmcConsumer::<u64>::attach(region.clone()).unwrap();
+    assert!(tx.try_push(&0).unwrap() && tx.try_push(&1).unwrap());
+    // Position 0 was skipped, and a consumer has taken it (read_pos = 1)
+    // without passing it yet.
+    poke(&mem, SLOTS_OFFSET, &(1 | shmlane_ring::mpmc::SKIPPED).to_le_bytes());
+    region.consumer_line().read_pos.store(1, Relaxed);
+    assert_eq!(rx.try_pop().unwrap(), Some(1));
+    assert_eq!(rx.try_pop(), Ok(None), "position 2's slot still holds position 0's skip");
+}
