@@ -407,10 +407,9 @@ impl Inner {
     }
     #[inline(always)]
     fn word(&self, index: usize) -> &AtomicU64 {
-        // SAFETY: callers (`Region::slot_word`) pass a word of a masked
-        // slot's payload, inside the data area `wrap` bounds-checked; payload
-        // offsets and slot sizes are multiples of 8 and the data area is page
-        // aligned, so the word is aligned; any bits are a valid AtomicU64.
+        // SAFETY: `Region::slot_word` passes a word of a masked slot's payload,
+        // inside the data area `wrap` bounds-checked; offsets are multiples of
+        // 8 in a page-aligned area (aligned); any bits are a valid AtomicU64.
         unsafe { &*(self.data.add(index * 8) as *const AtomicU64) }
     }
     #[inline(always)]

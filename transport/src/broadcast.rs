@@ -42,11 +42,7 @@ pub struct BroadcastProducer<T> {
     ep: Endpoint,
 }
 
-impl<T> std::fmt::Debug for BroadcastProducer<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BroadcastProducer").field("path", &self.ep.seg.path).finish_non_exhaustive()
-    }
-}
+crate::family::debug_by_path!(BroadcastProducer<T>);
 
 impl<T: Pod> BroadcastProducer<T> {
     /// Creates broadcast segment `name` of `opts.capacity` messages of type
@@ -97,7 +93,6 @@ impl<T: Pod> BroadcastProducer<T> {
 crate::family::leave_on_drop!(BroadcastProducer<T>, data);
 
 /// Publishes byte records to every [`ByteBroadcastConsumer`] of a segment.
-#[derive(Debug)]
 pub struct ByteBroadcastProducer {
     ring: ByteBroadcastWriter,
     ep: Endpoint,
@@ -151,6 +146,7 @@ impl ByteBroadcastProducer {
     }
 }
 
+crate::family::debug_by_path!(ByteBroadcastProducer);
 crate::family::leave_on_drop!(ByteBroadcastProducer, data);
 
 /// Reads every message a [`BroadcastProducer`] publishes, from its own
@@ -161,11 +157,7 @@ pub struct BroadcastConsumer<T> {
     ep: Endpoint,
 }
 
-impl<T> std::fmt::Debug for BroadcastConsumer<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BroadcastConsumer").field("path", &self.ep.seg.path).finish_non_exhaustive()
-    }
-}
+crate::family::debug_by_path!(BroadcastConsumer<T>);
 
 impl<T: Pod> BroadcastConsumer<T> {
     /// Creates broadcast segment `name` and reads it (the writer opens it
@@ -229,7 +221,6 @@ impl<T: Pod> BroadcastConsumer<T> {
 /// Reads every record a [`ByteBroadcastProducer`] publishes, copying each
 /// out of the ring (a broadcast slot can be overwritten under a reader, so
 /// records are validated after the copy, never lent in place).
-#[derive(Debug)]
 pub struct ByteBroadcastConsumer {
     ring: ByteBroadcastReader,
     ep: Endpoint,
@@ -342,3 +333,4 @@ macro_rules! leave_quietly {
 }
 leave_quietly!(BroadcastConsumer<T>);
 leave_quietly!(ByteBroadcastConsumer);
+crate::family::debug_by_path!(ByteBroadcastConsumer);

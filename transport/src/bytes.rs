@@ -32,11 +32,7 @@ pub struct ByteProducer {
     ep: Endpoint,
 }
 
-impl std::fmt::Debug for ByteProducer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ByteProducer").field("path", &self.ep.seg.path).finish_non_exhaustive()
-    }
-}
+crate::family::debug_by_path!(ByteProducer);
 
 impl ByteProducer {
     /// Creates byte segment `name` of `opts.capacity` bytes and becomes its
@@ -133,11 +129,7 @@ pub struct ByteConsumer {
     ep: Endpoint,
 }
 
-impl std::fmt::Debug for ByteConsumer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ByteConsumer").field("path", &self.ep.seg.path).finish_non_exhaustive()
-    }
-}
+crate::family::debug_by_path!(ByteConsumer);
 
 impl ByteConsumer {
     /// Creates byte segment `name` and becomes its consumer.

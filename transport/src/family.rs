@@ -101,6 +101,18 @@ macro_rules! recv_family {
     };
 }
 
+/// `Debug` for a handle: its type and the file behind it (the ring's
+/// private state is of no use to a reader of logs).
+macro_rules! debug_by_path {
+    ($handle:ident $(<$t:ident>)?) => {
+        impl$(<$t>)? std::fmt::Debug for $handle$(<$t>)? {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($handle)).field("path", &self.ep.seg.path).finish_non_exhaustive()
+            }
+        }
+    };
+}
+
 /// `Drop` for a handle: release the role lock first, then ring the peer's
 /// doorbell (`data` for producers, `space` for consumers), so a parked peer
 /// wakes and finds us gone at once.
@@ -115,4 +127,4 @@ macro_rules! leave_on_drop {
     };
 }
 
-pub(crate) use {leave_on_drop, recv_family, send_family};
+pub(crate) use {debug_by_path, leave_on_drop, recv_family, send_family};

@@ -29,11 +29,7 @@ pub struct MpmcProducer<T> {
     ep: Endpoint,
 }
 
-impl<T> std::fmt::Debug for MpmcProducer<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MpmcProducer").field("path", &self.ep.seg.path).finish_non_exhaustive()
-    }
-}
+crate::family::debug_by_path!(MpmcProducer<T>);
 
 impl<T: Pod> MpmcProducer<T> {
     /// Creates MPMC segment `name` and becomes a producer on it.
@@ -87,11 +83,7 @@ pub struct MpmcConsumer<T> {
     ep: Endpoint,
 }
 
-impl<T> std::fmt::Debug for MpmcConsumer<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MpmcConsumer").field("path", &self.ep.seg.path).finish_non_exhaustive()
-    }
-}
+crate::family::debug_by_path!(MpmcConsumer<T>);
 
 impl<T: Pod> MpmcConsumer<T> {
     /// Creates MPMC segment `name` and becomes a consumer on it.

@@ -41,11 +41,7 @@ pub struct Producer<T> {
     ep: Endpoint,
 }
 
-impl<T> std::fmt::Debug for Producer<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Producer").field("path", &self.ep.seg.path).finish_non_exhaustive()
-    }
-}
+crate::family::debug_by_path!(Producer<T>);
 
 impl<T: Pod> Producer<T> {
     /// Creates segment `name` for messages of type `T` and becomes its
@@ -133,11 +129,7 @@ pub struct Consumer<T> {
     ep: Endpoint,
 }
 
-impl<T> std::fmt::Debug for Consumer<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Consumer").field("path", &self.ep.seg.path).finish_non_exhaustive()
-    }
-}
+crate::family::debug_by_path!(Consumer<T>);
 
 impl<T: Pod> Consumer<T> {
     /// Creates segment `name` for messages of type `T` and becomes its

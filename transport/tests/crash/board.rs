@@ -57,10 +57,9 @@ impl Board {
 
     fn word(&self, i: usize) -> &AtomicU64 {
         assert!(i < BOARD_WORDS, "board word {i}");
-        // SAFETY: the mapping is page aligned and at least BOARD_WORDS * 8
-        // bytes long (checked in `map`), so word `i` is an aligned u64 inside
-        // it for as long as `self` keeps it mapped; every process touches
-        // these words only through atomics.
+        // SAFETY: the mapping is page aligned and BOARD_WORDS * 8 bytes or
+        // more (checked in `map`): word `i` is an aligned u64 inside it while
+        // `self` keeps it mapped; every process uses these words atomically.
         unsafe { AtomicU64::from_ptr(self.map.as_mut_ptr().cast::<u64>().add(i)) }
     }
 

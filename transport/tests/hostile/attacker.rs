@@ -38,11 +38,9 @@ impl<'a> Target<'a> {
 
     fn word(&self, offset: u64) -> &AtomicU64 {
         let p = self.at(offset, 8);
-        // SAFETY: `at` checked the 8 bytes lie inside the mapping, which
-        // `self` borrows (so it stays mapped), and are 8-aligned (the
-        // mapping is page aligned). Any bits are a valid u64. The victim
-        // process writes the same bytes: that race is the test, and it is
-        // outside this process's memory.
+        // SAFETY: `at` checked the 8 bytes lie inside the mapping `self`
+        // keeps mapped, 8-aligned (page-aligned mapping); any bits are a valid
+        // u64. The victim writes them too: that race is the test.
         unsafe { AtomicU64::from_ptr(p.cast()) }
     }
 

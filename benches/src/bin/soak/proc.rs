@@ -120,10 +120,9 @@ impl BoardMem {
     }
 
     fn get(&self) -> &Board {
-        // SAFETY: the mapping is page aligned (>= align_of::<Board>(), asserted
-        // above), at least size_of::<Board>() bytes, zero-filled, and `Board`
-        // is atomics only, for which all-zero is a valid value; the reference
-        // borrows `self`, which owns the mapping.
+        // SAFETY: the mapping is page aligned (asserted above), at least
+        // size_of::<Board>() bytes and zero-filled; `Board` is atomics only
+        // (all-zero is valid); the reference borrows `self`, the mapping's owner.
         unsafe { &*self.0.as_ptr().cast::<Board>() }
     }
 }
