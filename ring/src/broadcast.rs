@@ -516,7 +516,7 @@ impl ByteBroadcastWriter {
     /// [`LayoutError`] if the region is not a byte broadcast ring or its
     /// position is impossible.
     pub fn attach(region: Region) -> Result<Self, LayoutError> {
-        byte_expect().check(region.params())?;
+        byte_expect(None).check(region.params())?;
         let max_len = region.params().max_record_len();
         Ok(Self { inner: Writer::attach(region)?, max_len })
     }
@@ -545,8 +545,9 @@ impl ByteBroadcastWriter {
     writer_accessors!();
 }
 
-fn byte_expect() -> Expect {
-    Expect { flavor: Flavor::BroadcastBytes, msg_size: 0, msg_align: 8, schema_id: None }
+/// What a byte-broadcast handle expects of a segment (any record size).
+pub fn byte_expect(schema_id: Option<u64>) -> Expect {
+    Expect { flavor: Flavor::BroadcastBytes, msg_size: 0, msg_align: 8, schema_id }
 }
 
 /// A reading half of a byte-record broadcast ring.
@@ -563,7 +564,7 @@ impl ByteBroadcastReader {
     /// [`LayoutError`] if the region is not a byte broadcast ring or its
     /// position is impossible.
     pub fn attach(region: Region, start: Start) -> Result<Self, LayoutError> {
-        byte_expect().check(region.params())?;
+        byte_expect(None).check(region.params())?;
         let max_len = region.params().max_record_len();
         Ok(Self { inner: Reader::attach(region, start)?, max_len })
     }

@@ -235,6 +235,31 @@ pub fn settle_claim(region: &Region, index: usize) -> bool {
     true
 }
 
+/// Registry entries of `role` whose claim names `pos` (bit i = entry i).
+fn claimants(region: &Region, role: u32, pos: u64) -> u32 {
+    (0..REGISTRY_ENTRIES)
+        .filter_map(|i| region.registry(i).map(|e| (i, e)))
+        // Role Relaxed (a hint). Claim Acquire: pairs with the Release clear
+        // after a commit (producers) or a slot release (consumers): a claim
+        // read as cleared means that store happened before, so the skip or
+        // release CAS that follows fails instead of overwriting it.
+        .filter(|(_, e)| {
+            e.role.load(Ordering::Relaxed) == role && e.claim.load(Ordering::Acquire) == pos.wrapping_add(1)
+        })
+        .fold(0u32, |bits, (i, _)| bits | (1 << i))
+}
+
+/// After a skip or release resolved `stall`, clears its claimants' claims so
+/// their entries may be taken again.
+fn clear_dead_claims(region: &Region, stall: &Stall) {
+    for i in (0..REGISTRY_ENTRIES).filter(|i| stall.claimants & (1 << i) != 0) {
+        if let Some(e) = region.registry(i) {
+            // Relaxed: the dead claimant's entry may be reused now.
+            let _ = e.claim.compare_exchange(stall.pos.wrapping_add(1), 0, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Clears a consumer's claim when it leaves `try_pop` holding no slot: a
 /// claim left by a lost CAS names a position another consumer took.
 #[inline]
@@ -269,18 +294,9 @@ pub fn consumer_stall(region: &Region) -> Option<Stall> {
         // Nobody took `pos` yet: the ring is simply full.
         return None;
     }
-    let claimants = (0..REGISTRY_ENTRIES)
-        .filter_map(|i| region.registry(i).map(|e| (i, e)))
-        // Role Relaxed (a hint). Claim Acquire: pairs with the Release
-        // clear after a consumer's slot release: a claim read as cleared
-        // means that release happened before, so the CAS in
-        // `release_consumer_stall` fails. The claim itself was published by
-        // the consumer's Release CAS, acquired with read_pos above.
-        .filter(|(_, e)| {
-            e.role.load(Ordering::Relaxed) == ROLE_CONSUMER && e.claim.load(Ordering::Acquire) == pos.wrapping_add(1)
-        })
-        .fold(0u32, |bits, (i, _)| bits | (1 << i));
-    Some(Stall { pos, claimants })
+    // The claims were published by the consumers' Release CAS, acquired
+    // with read_pos above.
+    Some(Stall { pos, claimants: claimants(region, ROLE_CONSUMER, pos) })
 }
 
 /// Releases the slot of a [`consumer_stall`] as its dead consumer would
@@ -308,12 +324,7 @@ pub fn release_consumer_stall(region: &Region, stall: &Stall) -> bool {
     if released {
         // Relaxed: a statistic.
         region.header().skipped.fetch_add(1, Ordering::Relaxed);
-        for i in (0..REGISTRY_ENTRIES).filter(|i| stall.claimants & (1 << i) != 0) {
-            if let Some(e) = region.registry(i) {
-                // Relaxed: the dead claimant's entry may be reused now.
-                let _ = e.claim.compare_exchange(stall.pos.wrapping_add(1), 0, Ordering::Relaxed, Ordering::Relaxed);
-            }
-        }
+        clear_dead_claims(region, stall);
         wait::ring(&region.wait_line().space);
     }
     released
@@ -516,19 +527,9 @@ impl<T: Pod> MpmcConsumer<T> {
         if seq != pos || write.wrapping_sub(pos).wrapping_sub(1) > self.mask {
             return None;
         }
-        let claimants = (0..REGISTRY_ENTRIES)
-            .filter_map(|i| self.region.registry(i).map(|e| (i, e)))
-            // Role Relaxed (a hint). Claim Acquire: pairs with the Release
-            // clear after a producer's commit: a claim read as cleared means
-            // the commit happened before, so `skip_stalled`'s CAS fails. The
-            // claim itself was published by the producer's AcqRel CAS,
-            // acquired with write_pos above.
-            .filter(|(_, e)| {
-                e.role.load(Ordering::Relaxed) == ROLE_PRODUCER
-                    && e.claim.load(Ordering::Acquire) == pos.wrapping_add(1)
-            })
-            .fold(0u32, |bits, (i, _)| bits | (1 << i));
-        Some(Stall { pos, claimants })
+        // The claims were published by the producers' AcqRel CAS, acquired
+        // with write_pos above.
+        Some(Stall { pos, claimants: claimants(&self.region, ROLE_PRODUCER, pos) })
     }
 
     /// Marks the stalled slot skipped. Call only once every claimant of
@@ -546,13 +547,7 @@ impl<T: Pod> MpmcConsumer<T> {
             .compare_exchange(stall.pos, stall.pos.wrapping_add(1) | SKIPPED, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok();
         if skipped {
-            for i in (0..REGISTRY_ENTRIES).filter(|i| stall.claimants & (1 << i) != 0) {
-                if let Some(e) = self.region.registry(i) {
-                    // Relaxed: the dead claimant's entry may be reused now.
-                    let _ =
-                        e.claim.compare_exchange(stall.pos.wrapping_add(1), 0, Ordering::Relaxed, Ordering::Relaxed);
-                }
-            }
+            clear_dead_claims(&self.region, stall);
         }
         skipped
     }

@@ -6,9 +6,9 @@ use crate::error::{OpenError, RecvError, Stop};
 use crate::options::Options;
 use crate::spsc::{fixed_params, layout_err, param_err};
 use bytemuck::Pod;
-use shmlane_ring::broadcast::{ByteBroadcastReader, ByteBroadcastWriter, Start, TooLarge};
+use shmlane_ring::broadcast::{ByteBroadcastReader, ByteBroadcastWriter, Start, TooLarge, byte_expect};
 use shmlane_ring::spsc::expect_for;
-use shmlane_ring::{BroadcastReader, BroadcastWriter, Expect, Flavor, Params};
+use shmlane_ring::{BroadcastReader, BroadcastWriter, Flavor, Params};
 use std::time::{Duration, Instant};
 
 fn start(opts: &Options) -> Start {
@@ -17,10 +17,6 @@ fn start(opts: &Options) -> Start {
 
 fn byte_params(name: &str, opts: &Options) -> Result<Params, OpenError> {
     Params::broadcast_bytes(opts.capacity, opts.max_record_len).map_err(|source| param_err(name, opts, source))
-}
-
-fn byte_expect(opts: &Options) -> Expect {
-    Expect { flavor: Flavor::BroadcastBytes, msg_size: 0, msg_align: 8, schema_id: opts.schema_id }
 }
 
 /// Publishes `T`s to every [`BroadcastConsumer`] of a segment. One writer
@@ -113,7 +109,7 @@ impl ByteBroadcastProducer {
     /// # Errors
     /// As [`BroadcastProducer::open`].
     pub fn open(name: &str, opts: Options) -> Result<Self, OpenError> {
-        Self::attach(Endpoint::open(name, &opts, byte_expect(&opts), Role::Writer)?)
+        Self::attach(Endpoint::open(name, &opts, byte_expect(opts.schema_id), Role::Writer)?)
     }
 
     fn attach(ep: Endpoint) -> Result<Self, OpenError> {
@@ -240,7 +236,7 @@ impl ByteBroadcastConsumer {
     /// # Errors
     /// As [`BroadcastConsumer::open`].
     pub fn open(name: &str, opts: Options) -> Result<Self, OpenError> {
-        Self::attach(Endpoint::open(name, &opts, byte_expect(&opts), Role::Reader)?, &opts)
+        Self::attach(Endpoint::open(name, &opts, byte_expect(opts.schema_id), Role::Reader)?, &opts)
     }
 
     fn attach(ep: Endpoint, opts: &Options) -> Result<Self, OpenError> {

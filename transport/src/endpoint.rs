@@ -93,7 +93,7 @@ impl Endpoint {
     fn attach(seg: Segment, opts: &Options, role: Role) -> Result<Self, OpenError> {
         let (lock_byte, entry) = match role {
             Role::Producer | Role::Consumer | Role::Writer => {
-                let byte = if role == Role::Consumer { CONSUMER_LOCK_BYTE } else { PRODUCER_LOCK_BYTE };
+                let byte = role.first_lock_byte();
                 if !seg.try_lock(byte)? {
                     return Err(OpenError::RoleTaken { path: seg.path.clone(), role: role.name() });
                 }

@@ -183,13 +183,7 @@ impl<T: Pod> MpmcConsumer<T> {
 /// blocking send; `try_send` only reports `Full`.
 fn unwedge_consumers(ep: &Endpoint) {
     let region = &ep.seg.region;
-    let Some(stall) = shmlane_ring::mpmc::consumer_stall(region) else { return };
-    if stall.claimants == 0 {
-        return;
-    }
-    let any_alive =
-        (0..32).filter(|i| stall.claimants & (1 << i) != 0).any(|i| ep.entry_alive(i as usize).unwrap_or(true));
-    if !any_alive {
+    if let Some(stall) = shmlane_ring::mpmc::consumer_stall(region).filter(|s| all_claimants_dead(s, ep)) {
         shmlane_ring::mpmc::release_consumer_stall(region, &stall);
     }
 }
@@ -198,15 +192,16 @@ fn unwedge_consumers(ep: &Endpoint) {
 /// it, skip that slot (Aeron's unblocker). Only with at least one claimant
 /// and none alive: a live producer's slot is never skipped.
 fn unwedge<T: Pod>(ring: &shmlane_ring::MpmcConsumer<T>, ep: &Endpoint) {
-    let Some(stall) = ring.stall() else { return };
-    if stall.claimants == 0 {
-        return;
-    }
-    let any_alive =
-        (0..32).filter(|i| stall.claimants & (1 << i) != 0).any(|i| ep.entry_alive(i as usize).unwrap_or(true));
-    if !any_alive {
+    if let Some(stall) = ring.stall().filter(|s| all_claimants_dead(s, ep)) {
         ring.skip_stalled(&stall);
     }
+}
+
+/// True if `stall` has at least one claimant and none is held by a live
+/// handle (a failing lock probe counts as alive).
+fn all_claimants_dead(stall: &shmlane_ring::Stall, ep: &Endpoint) -> bool {
+    stall.claimants != 0
+        && (0..32).filter(|i| stall.claimants & (1 << i) != 0).all(|i| !ep.entry_alive(i as usize).unwrap_or(true))
 }
 
 crate::family::leave_on_drop!(MpmcConsumer<T>, space);
